@@ -1,0 +1,321 @@
+"""Typed configuration: the one place that says what a run may be.
+
+Each Hydra config group merges into a dataclass registered in Hydra's ConfigStore, so a wrong
+type or an unknown key fails at composition time with the key's full name. `load_run_config`
+converts the composed `DictConfig` into these dataclasses (running the range checks in
+`__post_init__`) and rejects keys added with `+`; nothing below the trainer reads a DictConfig.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A mistake the user can fix: the message is one sentence naming the key and the remedy."""
+
+
+class EnvKind(str, Enum):
+    """Which engine runs the environment."""
+
+    atari = "atari"  # ale-py's C++ vector env with the DQN preprocessing built in
+    classic = "classic"  # a registered gymnasium env with vector observations (CartPole)
+
+
+class ExplorationSchedule(str, Enum):
+    """How epsilon moves from `exploration_initial_eps` to `exploration_final_eps`."""
+
+    linear = "linear"  # over `exploration_fraction` of the run (Nature DQN, SB3, CleanRL)
+    exponential = "exponential"  # multiplied by `exploration_decay` every step (original agent)
+
+
+class Loss(str, Enum):
+    """TD loss."""
+
+    huber = "huber"
+    mse = "mse"
+
+
+class Precision(str, Enum):
+    """Numeric precision of the learner's forward and backward passes."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"  # autocast to bfloat16 (CPU with AVX-512 BF16, Ampere+ GPUs)
+    fp16 = "fp16"  # autocast to float16 with gradient scaling (CUDA only, e.g. T4)
+
+
+def _check(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key} {message}")
+
+
+@dataclass
+class EnvConfig:
+    """An environment and its preprocessing (the Atari options are ignored by classic envs)."""
+
+    id: str = MISSING  # ALE ROM name (space_invaders) or gymnasium id (CartPole-v1)
+    kind: EnvKind = EnvKind.atari
+    frame_skip: int = 4  # emulator frames per agent step; rewards are summed over them
+    frame_stack: int = 4  # observations stacked into one agent input
+    screen_size: int = 84  # frames are resized to screen_size x screen_size grayscale
+    noop_max: int = 30  # up to this many no-op steps after each reset
+    repeat_action_probability: float = 0.0  # sticky actions (0.25 in Machado et al. 2018)
+    terminal_on_life_loss: bool = True  # a lost life ends the TD target (training only, no reset)
+    clip_rewards: bool = True  # learn from sign(reward); logged returns stay raw game scores
+    fire_reset: bool = True  # press FIRE after reset in games that need it
+    max_episode_frames: int = 108_000  # episode cap in emulator frames (30 minutes of play)
+    full_action_space: bool = False  # all 18 actions instead of the game's minimal set
+    action_subset: list[int] | None = None  # agent action k plays the game's action subset[k]
+
+    def __post_init__(self) -> None:
+        _check(self.frame_skip >= 1, "env.frame_skip", f"must be >= 1, got {self.frame_skip}.")
+        _check(self.frame_stack >= 1, "env.frame_stack", f"must be >= 1, got {self.frame_stack}.")
+        _check(self.screen_size >= 36, "env.screen_size", f"must be >= 36, got {self.screen_size}.")
+        _check(self.noop_max >= 0, "env.noop_max", f"must be >= 0, got {self.noop_max}.")
+        _check(
+            0.0 <= self.repeat_action_probability <= 1.0,
+            "env.repeat_action_probability",
+            f"must be in [0, 1], got {self.repeat_action_probability}.",
+        )
+        _check(
+            self.max_episode_frames >= 1,
+            "env.max_episode_frames",
+            f"must be >= 1, got {self.max_episode_frames}.",
+        )
+        if self.action_subset is not None:
+            _check(len(self.action_subset) >= 1, "env.action_subset", "must not be empty.")
+            _check(
+                min(self.action_subset) >= 0,
+                "env.action_subset",
+                f"must hold action indices >= 0, got {list(self.action_subset)}.",
+            )
+            _check(
+                len(set(self.action_subset)) == len(self.action_subset),
+                "env.action_subset",
+                f"must not repeat an action, got {list(self.action_subset)}.",
+            )
+
+
+@dataclass
+class AgentConfig:
+    """DQN hyperparameters; the names follow Stable-Baselines3's `DQN` where it has one."""
+
+    lr: float = 1e-4
+    adam_eps: float = 1.5e-4
+    gamma: float = 0.99
+    batch_size: int = 32
+    buffer_size: int = 1_000_000  # transitions wanted; hw.replay_memory_gib may cap it
+    learning_starts: int = 80_000  # env steps of random-policy data before the first update
+    train_freq: int = 4  # env steps between update rounds
+    gradient_steps: int = 1  # updates per round
+    target_update_interval: int = 1_000  # env steps between target-network syncs
+    exploration_schedule: ExplorationSchedule = ExplorationSchedule.linear
+    exploration_initial_eps: float = 1.0
+    exploration_final_eps: float = 0.01
+    exploration_fraction: float = 0.10  # linear: share of total_steps spent decaying
+    exploration_decay: float = 0.99999975  # exponential: factor per env step
+    loss: Loss = Loss.huber
+    max_grad_norm: float | None = 10.0  # null turns gradient clipping off
+    double_q: bool = False  # Double DQN: online net picks the next action, target net values it
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "agent.lr", f"must be > 0, got {self.lr}.")
+        _check(self.adam_eps > 0, "agent.adam_eps", f"must be > 0, got {self.adam_eps}.")
+        _check(0 < self.gamma <= 1, "agent.gamma", f"must be in (0, 1], got {self.gamma}.")
+        _check(self.batch_size >= 1, "agent.batch_size", f"must be >= 1, got {self.batch_size}.")
+        _check(
+            self.buffer_size >= self.batch_size,
+            "agent.buffer_size",
+            f"must be >= agent.batch_size ({self.batch_size}), got {self.buffer_size}.",
+        )
+        _check(
+            self.learning_starts >= 0,
+            "agent.learning_starts",
+            f"must be >= 0, got {self.learning_starts}.",
+        )
+        _check(self.train_freq >= 1, "agent.train_freq", f"must be >= 1, got {self.train_freq}.")
+        _check(
+            self.gradient_steps >= 1,
+            "agent.gradient_steps",
+            f"must be >= 1, got {self.gradient_steps}.",
+        )
+        _check(
+            self.target_update_interval >= 1,
+            "agent.target_update_interval",
+            f"must be >= 1, got {self.target_update_interval}.",
+        )
+        for key in ("exploration_initial_eps", "exploration_final_eps"):
+            value = getattr(self, key)
+            _check(0 <= value <= 1, f"agent.{key}", f"must be in [0, 1], got {value}.")
+        _check(
+            0 < self.exploration_fraction <= 1,
+            "agent.exploration_fraction",
+            f"must be in (0, 1], got {self.exploration_fraction}.",
+        )
+        _check(
+            0 < self.exploration_decay <= 1,
+            "agent.exploration_decay",
+            f"must be in (0, 1], got {self.exploration_decay}.",
+        )
+        _check(
+            self.max_grad_norm is None or self.max_grad_norm > 0,
+            "agent.max_grad_norm",
+            f"must be > 0 or null, got {self.max_grad_norm}.",
+        )
+
+
+@dataclass
+class NatureCNNConfig:
+    """The Nature DQN torso: three convolutions and a 512-unit layer (uint8 input)."""
+
+    _target_: str = "dqn.networks.NatureCNN"
+    features_dim: int = 512
+
+
+@dataclass
+class MLPConfig:
+    """A fully connected network for vector observations."""
+
+    _target_: str = "dqn.networks.MLP"
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+
+
+@dataclass
+class HardwareConfig:
+    """What the machine offers: device, environments, threads, replay memory, precision."""
+
+    device: str = "cpu"  # cpu, cuda, cuda:N or mps; never silently replaced
+    num_envs: int = 8  # environments stepped together, one batched forward pass for all
+    torch_threads: int = 0  # 0 keeps PyTorch's default (one per core)
+    replay_memory_gib: float = 8.0  # replay buffer budget; caps agent.buffer_size
+    precision: Precision = Precision.fp32
+    channels_last: bool = False  # NHWC memory format for the convolutions
+
+    def __post_init__(self) -> None:
+        _check(
+            self.device == "cpu" or self.device == "mps" or self.device.startswith("cuda"),
+            "hw.device",
+            f"must be cpu, cuda, cuda:N or mps, got {self.device!r}.",
+        )
+        _check(self.num_envs >= 1, "hw.num_envs", f"must be >= 1, got {self.num_envs}.")
+        _check(
+            self.torch_threads >= 0, "hw.torch_threads", f"must be >= 0, got {self.torch_threads}."
+        )
+        _check(
+            self.replay_memory_gib > 0,
+            "hw.replay_memory_gib",
+            f"must be > 0, got {self.replay_memory_gib}.",
+        )
+
+
+@dataclass
+class EvalConfig:
+    """Periodic greedy evaluation on a separate env instance (whole games, raw scores)."""
+
+    interval_steps: int = 250_000  # env steps between evaluations
+    episodes: int = 10  # games per evaluation (also for the final one)
+    epsilon: float = 0.05  # epsilon-greedy during evaluation
+    num_envs: int = 4  # parallel eval environments
+
+    def __post_init__(self) -> None:
+        _check(
+            self.interval_steps >= 1,
+            "eval.interval_steps",
+            f"must be >= 1, got {self.interval_steps}.",
+        )
+        _check(self.episodes >= 1, "eval.episodes", f"must be >= 1, got {self.episodes}.")
+        _check(0 <= self.epsilon <= 1, "eval.epsilon", f"must be in [0, 1], got {self.epsilon}.")
+        _check(self.num_envs >= 1, "eval.num_envs", f"must be >= 1, got {self.num_envs}.")
+
+
+@dataclass
+class CheckpointConfig:
+    """When `checkpoints/last.pt` is written (also at the end and on Ctrl-C)."""
+
+    interval_steps: int = 100_000
+
+    def __post_init__(self) -> None:
+        _check(
+            self.interval_steps >= 1,
+            "checkpoint.interval_steps",
+            f"must be >= 1, got {self.interval_steps}.",
+        )
+
+
+@dataclass
+class RunConfig:
+    """A whole training run."""
+
+    env: EnvConfig = MISSING
+    agent: AgentConfig = MISSING
+    network: Any = MISSING  # NatureCNNConfig or MLPConfig, chosen by the `network` group
+    hw: HardwareConfig = MISSING
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    seed: int = 1
+    total_steps: int = 10_000_000  # env steps (agent steps summed over environments)
+    log_interval_steps: int = 1_000  # env steps between scalar writes
+
+    def __post_init__(self) -> None:
+        _check(self.total_steps >= 1, "total_steps", f"must be >= 1, got {self.total_steps}.")
+        _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}.")
+        _check(
+            self.log_interval_steps >= 1,
+            "log_interval_steps",
+            f"must be >= 1, got {self.log_interval_steps}.",
+        )
+
+
+NETWORK_SCHEMAS = {"nature_cnn": NatureCNNConfig, "mlp": MLPConfig}
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra's ConfigStore (call before composing)."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=RunConfig)
+    for name, schema in NETWORK_SCHEMAS.items():
+        cs.store(group="network", name=f"{name}_schema", node=schema)
+
+
+def _unknown_keys(node: DictConfig, schema: type, prefix: str) -> list[str]:
+    """Keys of `node` that `schema` does not declare (Hydra's `+key=value` can add them)."""
+    names = {f.name: f for f in dataclasses.fields(schema)}
+    unknown = []
+    for key in node.keys():
+        path = f"{prefix}{key}"
+        if key not in names:
+            unknown.append(path)
+            continue
+        child = node._get_node(key)
+        child_type = OmegaConf.get_type(child) if isinstance(child, DictConfig) else None
+        if dataclasses.is_dataclass(child_type):
+            unknown += _unknown_keys(child, child_type, f"{path}.")
+    return unknown
+
+
+def load_run_config(cfg: DictConfig) -> RunConfig:
+    """Validate a composed config and turn it into typed objects, or raise ConfigError."""
+    unknown = _unknown_keys(cfg, RunConfig, "")
+    if unknown:
+        raise ConfigError(
+            f"Unknown config key {unknown[0]}: check its spelling against "
+            "`python scripts/train.py --cfg job`."
+        )
+    try:
+        run = OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "config"
+        msg = str(e).splitlines()[0]
+        raise ConfigError(f"{key}: {msg}.") from None
+    if not isinstance(run.network, (NatureCNNConfig, MLPConfig)):
+        raise ConfigError("network must be chosen from the network group, e.g. network=mlp.")
+    return run

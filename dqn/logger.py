@@ -1,0 +1,62 @@
+"""Run logging: TensorBoard scalars (CleanRL tags), the hyperparameter table, a progress bar."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def hparams_markdown(config: dict) -> str:
+    """The config as a two-column markdown table for TensorBoard's text tab."""
+    rows = "\n".join(f"|{key}|{value}|" for key, value in flatten(config).items())
+    return f"|param|value|\n|-|-|\n{rows}"
+
+
+class RunLogger:
+    """Writes TensorBoard events into the run directory and drives the progress bar."""
+
+    def __init__(self, run_dir: Path, total_steps: int, initial_step: int = 0):
+        self.writer = SummaryWriter(log_dir=str(run_dir))
+        self.bar = tqdm(
+            total=total_steps,
+            initial=initial_step,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not sys.stderr.isatty(),
+        )
+
+    def hparams(self, config: dict) -> None:
+        """Record the run's configuration as a text table."""
+        self.writer.add_text("hyperparameters", hparams_markdown(config), 0)
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        """Write several scalars at one env step."""
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def advance(self, steps: int, **postfix: object) -> None:
+        """Move the progress bar by `steps` env steps; refresh its postfix when given."""
+        self.bar.update(steps)
+        if postfix:
+            self.bar.set_postfix(postfix, refresh=False)
+
+    def close(self) -> None:
+        """Flush events to disk and close the bar."""
+        self.bar.close()
+        self.writer.flush()
+        self.writer.close()

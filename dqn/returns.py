@@ -1,0 +1,37 @@
+"""Pure maths of DQN: exploration schedules and TD targets, testable by hand."""
+
+from __future__ import annotations
+
+import torch
+
+
+def linear_schedule(start: float, end: float, duration_steps: int, step: int) -> float:
+    """Value moving linearly from `start` to `end` over `duration_steps`, then held at `end`."""
+    if duration_steps <= 0:
+        return end
+    fraction = min(step / duration_steps, 1.0)
+    return start + fraction * (end - start)
+
+
+def exponential_schedule(start: float, end: float, decay: float, step: int) -> float:
+    """`start * decay**step`, floored at `end` (the original agent's epsilon)."""
+    return max(end, start * decay**step)
+
+
+def td_target(
+    rewards: torch.Tensor,
+    dones: torch.Tensor,
+    gamma: float,
+    next_q_target: torch.Tensor,
+    next_q_online: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One-step TD target `r + gamma * (1 - done) * Q_target(s', a*)`.
+
+    `a*` is the target network's argmax (DQN) or, when `next_q_online` is given, the online
+    network's argmax (Double DQN). `next_q_*` have shape (batch, actions); `dones` is 1.0 where
+    the transition ended the episode for learning (never on truncation: that one bootstraps).
+    """
+    selector = next_q_target if next_q_online is None else next_q_online
+    next_actions = selector.argmax(dim=1, keepdim=True)
+    next_values = next_q_target.gather(1, next_actions).squeeze(1)
+    return rewards + gamma * (1.0 - dones) * next_values

@@ -1,0 +1,298 @@
+"""The training run: one `Trainer` owns envs, agent, replay, logs and checkpoints.
+
+Read `Trainer.train` top to bottom: act, step the envs, store transitions, learn on the replay
+ratio the config gives, then the cadences (log, evaluate, checkpoint), all counted in env steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from dqn.agent import DQNAgent
+from dqn.checkpoint import save_checkpoint
+from dqn.config import ConfigError, ExplorationSchedule, Precision, RunConfig
+from dqn.envs import EpisodeTracker, make_vector_env
+from dqn.evaluation import EvalResult, evaluate
+from dqn.logger import RunLogger
+from dqn.networks import build_network
+from dqn.replay import ReplayBuffer, plan_capacity
+from dqn.returns import exponential_schedule, linear_schedule
+
+log = logging.getLogger(__name__)
+
+EVAL_SEED_OFFSET = 1_000_000  # eval games never share seeds with training games
+
+
+def resolve_device(name: str, precision: Precision = Precision.fp32) -> torch.device:
+    """The torch device for `hw.device`, or ConfigError if this machine does not have it."""
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"hw.device={name} but PyTorch {torch.__version__} sees no CUDA GPU here: "
+                "use hw=cpu, or install a CUDA build of PyTorch on a machine with an NVIDIA GPU."
+            )
+        device = torch.device(name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"hw.device={name} but only {torch.cuda.device_count()} CUDA device(s) exist."
+            )
+    elif name == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(
+                "hw.device=mps but Apple's Metal backend is not available here: use hw=cpu."
+            )
+        device = torch.device("mps")
+    else:
+        device = torch.device("cpu")
+    if precision == Precision.fp16 and device.type != "cuda":
+        raise ConfigError("hw.precision=fp16 needs a CUDA device: use fp32 or bf16 here.")
+    return device
+
+
+def crossed(before: int, after: int, every: int) -> bool:
+    """True when a multiple of `every` lies in (before, after]."""
+    return after // every > before // every
+
+
+class Trainer:
+    """Owns one training run in `run_dir` (Hydra's output directory)."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.device = resolve_device(cfg.hw.device, cfg.hw.precision)
+        if cfg.hw.torch_threads:
+            torch.set_num_threads(cfg.hw.torch_threads)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+
+        self.envs = make_vector_env(cfg.env, cfg.hw.num_envs)
+        self.eval_envs = make_vector_env(cfg.env, cfg.eval.num_envs)
+        obs_space = self.envs.single_observation_space
+        n_actions = int(self.envs.single_action_space.n)
+        q_net = build_network(cfg.network, obs_space.shape, n_actions)
+        self.agent = DQNAgent(
+            q_net, n_actions, cfg.agent, self.device, cfg.hw.precision, cfg.hw.channels_last
+        )
+        capacity = plan_capacity(
+            cfg.agent.buffer_size, cfg.hw.replay_memory_gib, obs_space.shape, obs_space.dtype
+        )
+        self.replay = ReplayBuffer(capacity, obs_space.shape, obs_space.dtype, self.device)
+        log.info(
+            "%s: %d envs, observations %s %s, %d actions, replay %d transitions, device %s",
+            cfg.env.id, cfg.hw.num_envs, obs_space.shape, obs_space.dtype, n_actions, capacity,
+            self.device,
+        )
+
+        self.env_steps = 0
+        self.updates = 0
+        self.episodes = 0
+        self.best_eval_return = -math.inf
+        self.last_eval: EvalResult | None = None
+        self.last_eval_step = -1
+        self.recent_returns: deque[float] = deque(maxlen=100)
+        self._metric_sums: dict[str, torch.Tensor] = {}
+        self._metric_count = 0
+
+    # ---- schedules -------------------------------------------------------------------------
+    def epsilon(self) -> float:
+        """Exploration rate at the current env step."""
+        a = self.cfg.agent
+        if a.exploration_schedule == ExplorationSchedule.exponential:
+            return exponential_schedule(
+                a.exploration_initial_eps, a.exploration_final_eps, a.exploration_decay,
+                self.env_steps,
+            )
+        duration = int(a.exploration_fraction * self.cfg.total_steps)
+        return linear_schedule(
+            a.exploration_initial_eps, a.exploration_final_eps, duration, self.env_steps
+        )
+
+    def updates_due(self) -> int:
+        """Gradient steps owed by now: `gradient_steps` per `train_freq` env steps after
+        `learning_starts`, whatever the number of envs (the replay ratio is exact)."""
+        a = self.cfg.agent
+        if self.env_steps <= a.learning_starts:
+            return 0
+        rounds = self.env_steps // a.train_freq - a.learning_starts // a.train_freq
+        return a.gradient_steps * max(rounds, 0)
+
+    # ---- the loop --------------------------------------------------------------------------
+    def train(self) -> dict:
+        """Run to `total_steps` (or Ctrl-C), then evaluate, checkpoint and write summary.json."""
+        cfg = self.cfg
+        logger = RunLogger(self.run_dir, cfg.total_steps, self.env_steps)
+        logger.hparams(self.config_dict())
+        obs, info = self.envs.reset(seed=cfg.seed)
+        tracker = EpisodeTracker(cfg.hw.num_envs, cfg.env.terminal_on_life_loss)
+        tracker.reset(info)
+        started = time.perf_counter()
+        window_start, window_steps = started, self.env_steps
+        interrupted = False
+        try:
+            while self.env_steps < cfg.total_steps:
+                epsilon = self.epsilon()
+                actions = self.agent.act(obs, epsilon, self.rng)
+                next_obs, rewards, terminated, truncated, info = self.envs.step(actions)
+                outcome = tracker.step(rewards, terminated, truncated, info)
+                real = outcome.is_transition
+                if real.any():
+                    learn_rewards = rewards[real].astype(np.float32)
+                    if cfg.env.clip_rewards:
+                        learn_rewards = np.sign(learn_rewards)
+                    self.replay.add(
+                        obs[real], actions[real], learn_rewards, next_obs[real], outcome.dones[real]
+                    )
+                obs = next_obs
+                before = self.env_steps
+                self.env_steps += int(real.sum())
+                for episode in outcome.episodes:
+                    self.episodes += 1
+                    self.recent_returns.append(episode.episode_return)
+                    logger.scalars(self.env_steps, {
+                        "charts/episodic_return": episode.episode_return,
+                        "charts/episodic_length": episode.length,
+                        "charts/episodic_return_first_life": episode.first_life_return,
+                    })
+
+                self.learn()
+                if crossed(before, self.env_steps, cfg.agent.target_update_interval):
+                    self.agent.sync_target()
+
+                logger.advance(self.env_steps - before)
+                if crossed(before, self.env_steps, cfg.log_interval_steps):
+                    now = time.perf_counter()
+                    sps = (self.env_steps - window_steps) / max(now - window_start, 1e-9)
+                    window_start, window_steps = now, self.env_steps
+                    self.log_scalars(logger, epsilon, sps, verbose=crossed(
+                        before, self.env_steps, 10 * cfg.log_interval_steps))
+                if crossed(before, self.env_steps, cfg.eval.interval_steps):
+                    self.run_evaluation(logger)
+                if crossed(before, self.env_steps, cfg.checkpoint.interval_steps):
+                    self.save("last.pt")
+        except KeyboardInterrupt:
+            interrupted = True
+            log.warning("Interrupted at %d env steps: saving checkpoints/last.pt.", self.env_steps)
+        wall_seconds = time.perf_counter() - started
+
+        if not interrupted and self.last_eval_step != self.env_steps:
+            self.run_evaluation(logger)
+        self.save("last.pt")
+        logger.close()
+        summary = self.summary(wall_seconds, interrupted)
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        log.info("Done: %s", json.dumps(summary))
+        return summary
+
+    def learn(self) -> None:
+        """Do the gradient steps the replay ratio owes."""
+        if len(self.replay) < self.cfg.agent.batch_size:
+            return
+        due = self.updates_due()
+        while self.updates < due:
+            batch = self.replay.sample(self.cfg.agent.batch_size, self.rng)
+            metrics = self.agent.update(batch)
+            for key, value in metrics.items():
+                self._metric_sums[key] = self._metric_sums.get(key, 0) + value
+            self._metric_count += 1
+            self.updates += 1
+
+    def log_scalars(self, logger: RunLogger, epsilon: float, sps: float, verbose: bool) -> None:
+        """Write the periodic scalars (one host sync per log interval, not per update)."""
+        scalars = {"charts/epsilon": epsilon, "charts/SPS": sps}
+        if self._metric_count:
+            for key, total in self._metric_sums.items():
+                scalars[f"losses/{key}"] = float(total) / self._metric_count
+            self._metric_sums, self._metric_count = {}, 0
+        logger.scalars(self.env_steps, scalars)
+        recent = float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
+        logger.advance(0, sps=f"{sps:.0f}", ret=f"{recent:.1f}", eps=f"{epsilon:.3f}")
+        if verbose:
+            log.info(
+                "step %d  episodes %d  updates %d  return(100) %.1f  epsilon %.3f  SPS %.0f",
+                self.env_steps, self.episodes, self.updates, recent, epsilon, sps,
+            )
+
+    def run_evaluation(self, logger: RunLogger) -> EvalResult:
+        """Evaluate the online network; keep `best.pt` when it beats every earlier score."""
+        result = evaluate(
+            self.agent, self.eval_envs, self.cfg.eval.episodes, self.cfg.eval.epsilon,
+            seed=self.cfg.seed + EVAL_SEED_OFFSET,
+        )
+        self.last_eval, self.last_eval_step = result, self.env_steps
+        logger.scalars(self.env_steps, {
+            "eval/episodic_return": result.mean,
+            "eval/episodic_return_std": result.std,
+            "eval/episodic_return_first_life": result.first_life_mean,
+        })
+        log.info(
+            "eval at step %d: return %.1f +- %.1f over %d games",
+            self.env_steps, result.mean, result.std, len(result.episodes),
+        )
+        if result.mean > self.best_eval_return:
+            self.best_eval_return = result.mean
+            self.save("best.pt")
+        return result
+
+    # ---- persistence -----------------------------------------------------------------------
+    def config_dict(self) -> dict:
+        """The run's configuration as plain containers (for checkpoints and TensorBoard)."""
+        return OmegaConf.to_container(OmegaConf.structured(self.cfg), enum_to_str=True)
+
+    def save(self, name: str) -> None:
+        """Write `checkpoints/<name>` atomically."""
+        save_checkpoint(
+            {
+                "config": self.config_dict(),
+                "env_steps": self.env_steps,
+                "updates": self.updates,
+                "episodes": self.episodes,
+                "eval_return_mean": None if self.last_eval is None else self.last_eval.mean,
+                "best_eval_return": self.best_eval_return,
+                "agent": self.agent.state_dict(),
+                "rng": {
+                    "numpy": self.rng.bit_generator.state,
+                    "torch": torch.get_rng_state(),
+                },
+            },
+            self.checkpoint_dir / name,
+        )
+
+    def summary(self, wall_seconds: float, interrupted: bool) -> dict:
+        """The figures that `summary.json` holds."""
+        result = self.last_eval
+        return {
+            "env": self.cfg.env.id,
+            "env_steps": self.env_steps,
+            "env_frames": self.env_steps * (
+                self.cfg.env.frame_skip if self.cfg.env.kind.value == "atari" else 1),
+            "episodes": self.episodes,
+            "updates": self.updates,
+            "wall_seconds": round(wall_seconds, 2),
+            "steps_per_second": round(self.env_steps / max(wall_seconds, 1e-9), 1),
+            "train_return_mean_last100": (
+                float(np.mean(self.recent_returns)) if self.recent_returns else None),
+            "eval_return_mean": None if result is None else result.mean,
+            "eval_return_std": None if result is None else result.std,
+            "eval_return_first_life_mean": None if result is None else result.first_life_mean,
+            "eval_returns": None if result is None else result.returns.tolist(),
+            "eval_epsilon": self.cfg.eval.epsilon,
+            "best_eval_return": None if result is None else self.best_eval_return,
+            "interrupted": interrupted,
+        }
+
+    def close(self) -> None:
+        """Release the environments."""
+        self.envs.close()
+        self.eval_envs.close()

@@ -1,0 +1,54 @@
+"""The agent acts epsilon-greedily and its update fits a fixed batch."""
+
+import numpy as np
+import torch
+
+from dqn.agent import DQNAgent
+from dqn.config import AgentConfig
+from dqn.networks import MLP, NatureCNN
+from dqn.replay import ReplaySamples
+
+
+def make_agent(**overrides) -> DQNAgent:
+    torch.manual_seed(0)
+    cfg = AgentConfig(lr=1e-3, **overrides)
+    return DQNAgent(MLP((3,), 2, hidden_sizes=[32]), 2, cfg, torch.device("cpu"))
+
+
+def fixed_batch() -> ReplaySamples:
+    g = torch.Generator().manual_seed(0)
+    return ReplaySamples(
+        observations=torch.randn(32, 3, generator=g),
+        actions=torch.randint(0, 2, (32,), generator=g),
+        rewards=torch.ones(32),
+        next_observations=torch.randn(32, 3, generator=g),
+        dones=torch.ones(32),  # targets are the rewards: a regression the net can fit
+    )
+
+
+def test_epsilon_zero_is_greedy_and_epsilon_one_is_uniform():
+    agent = make_agent()
+    obs = np.random.default_rng(0).standard_normal((500, 3)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    assert np.array_equal(agent.act(obs, 0.0, rng), agent.greedy_actions(obs))
+    random_actions = agent.act(obs, 1.0, rng)
+    assert 200 < (random_actions == 0).sum() < 300
+
+
+def test_update_fits_a_fixed_batch_and_target_sync_copies_weights():
+    for double_q in (False, True):
+        agent = make_agent(double_q=double_q)
+        batch = fixed_batch()
+        first = float(agent.update(batch)["td_loss"])
+        for _ in range(300):
+            last = float(agent.update(batch)["td_loss"])
+        assert last < 0.05 * first
+        assert not torch.equal(agent.q_net.net[0].weight, agent.target_net.net[0].weight)
+        agent.sync_target()
+        assert torch.equal(agent.q_net.net[0].weight, agent.target_net.net[0].weight)
+
+
+def test_nature_cnn_scales_uint8_frames_inside():
+    net = NatureCNN((4, 84, 84), 6)
+    frames = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    assert torch.allclose(net(frames), net(frames.float() / 255.0))

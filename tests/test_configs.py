@@ -1,0 +1,83 @@
+"""Every sensible env x agent x network x hw combination composes and validates, and each
+network runs a forward pass on its env's real observation shape."""
+
+import pytest
+import torch
+
+from dqn.config import EnvKind, HardwareConfig, MLPConfig, NatureCNNConfig, load_run_config
+from dqn.envs import make_vector_env
+from dqn.networks import build_network
+
+from conftest import compose_config, group_options
+
+ENVS = group_options("env")
+AGENTS = group_options("agent")
+HWS = group_options("hw")
+NETWORK_FOR_KIND = {EnvKind.atari: "nature_cnn", EnvKind.classic: "mlp"}
+
+
+def test_groups_have_the_options_the_readme_promises():
+    assert {"space_invaders", "pong", "breakout", "cartpole"} <= set(ENVS)
+    assert len([e for e in ENVS if e != "cartpole"]) >= 8
+    assert {"cpu", "t4", "g6", "mps"} <= set(HWS)
+    assert {"nature_cnn", "mlp"} <= set(group_options("network"))
+    assert {"cartpole", "original"} <= set(group_options("experiment"))
+
+
+def test_default_config_is_space_invaders_dqn_on_cpu():
+    run = load_run_config(compose_config())
+    assert run.env.id == "space_invaders"
+    assert isinstance(run.network, NatureCNNConfig)
+    assert run.hw.device == "cpu"
+    a = run.agent
+    assert (a.batch_size, a.gamma, a.train_freq, a.target_update_interval) == (32, 0.99, 4, 1000)
+    assert (a.exploration_initial_eps, a.exploration_final_eps) == (1.0, 0.01)
+    assert a.exploration_fraction == 0.1 and a.learning_starts == 80_000
+
+
+@pytest.mark.parametrize("hw", HWS)
+@pytest.mark.parametrize("agent", AGENTS)
+@pytest.mark.parametrize("env", ENVS)
+def test_combination_composes_and_validates(env, agent, hw):
+    network = NETWORK_FOR_KIND[compose_config([f"env={env}"]).env.kind]
+    run = load_run_config(compose_config([f"env={env}", f"agent={agent}",
+                                          f"network={network}", f"hw={hw}"]))
+    assert isinstance(run.hw, HardwareConfig)
+    assert isinstance(run.network, NatureCNNConfig if network == "nature_cnn" else MLPConfig)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_network_forward_on_the_env_observation(env):
+    overrides = [f"env={env}"] + (["network=mlp"] if env == "cartpole" else [])
+    run = load_run_config(compose_config(overrides))
+    envs = make_vector_env(run.env, num_envs=2)
+    try:
+        obs, _ = envs.reset(seed=0)
+        net = build_network(run.network, envs.single_observation_space.shape,
+                            envs.single_action_space.n)
+        q = net(torch.as_tensor(obs))
+    finally:
+        envs.close()
+    assert q.shape == (2, envs.single_action_space.n)
+    assert torch.isfinite(q).all()
+
+
+@pytest.mark.parametrize("experiment", group_options("experiment"))
+def test_experiment_presets_compose(experiment):
+    run = load_run_config(compose_config([f"experiment={experiment}"]))
+    assert run.total_steps > 0
+
+
+def test_cartpole_preset_sets_env_network_and_recipe():
+    run = load_run_config(compose_config(["experiment=cartpole"]))
+    assert run.env.id == "CartPole-v1" and isinstance(run.network, MLPConfig)
+    assert run.total_steps == 50_000
+
+
+def test_original_preset_keeps_its_hyperparameters_with_fixes():
+    run = load_run_config(compose_config(["experiment=original"]))
+    assert run.env.id == "space_invaders" and list(run.env.action_subset) == [1, 2, 3, 4, 5]
+    assert run.env.terminal_on_life_loss  # a training signal only: whole games are played
+    a = run.agent
+    assert (a.lr, a.train_freq, a.target_update_interval, a.double_q) == (2.5e-4, 3, 1000, True)
+    assert a.exploration_schedule.value == "exponential" and a.exploration_decay == 0.99999975

@@ -1,0 +1,163 @@
+"""Atari preprocessing and episode bookkeeping, pinned against the original agent's defects."""
+
+import ale_py
+import numpy as np
+import pytest
+from ale_py import roms
+
+from dqn.config import ConfigError, EnvConfig, EnvKind
+from dqn.envs import EpisodeTracker, atari_env_kwargs, make_vector_env
+
+
+def raw_ale(game: str) -> ale_py.ALEInterface:
+    """A bare emulator stepping one frame at a time, no preprocessing at all."""
+    ale = ale_py.ALEInterface()
+    ale.setInt("random_seed", 0)
+    ale.setFloat("repeat_action_probability", 0.0)
+    ale.setInt("frame_skip", 1)
+    ale.loadROM(roms.get_rom_path(game))
+    ale.reset_game()
+    return ale
+
+
+def native_resolution_env(cfg: EnvConfig) -> ale_py.AtariVectorEnv:
+    """Our env settings, but frames kept at 210x160 so they compare pixel for pixel."""
+    kwargs = atari_env_kwargs(cfg) | {"img_height": 210, "img_width": 160}
+    return ale_py.AtariVectorEnv(cfg.id, 1, **kwargs)
+
+
+def test_rewards_are_summed_over_skipped_frames_and_last_two_frames_max_pooled():
+    cfg = EnvConfig(id="space_invaders", noop_max=0, fire_reset=False)
+    env = native_resolution_env(cfg)
+    obs, _ = env.reset(seed=0)
+    ale = raw_ale(cfg.id)
+    actions = ale.getMinimalActionSet()
+    assert np.array_equal(obs[0, -1], ale.getScreenGrayscale())
+
+    rng = np.random.default_rng(0)
+    summed = last_frame_only = 0
+    pooled_differs_from_last = 0
+    for _ in range(300):
+        a = int(rng.integers(len(actions)))
+        obs, reward, *_ = env.step(np.array([a]))
+        frame_rewards, frames = [], []
+        for _ in range(cfg.frame_skip):
+            frame_rewards.append(ale.act(actions[a]))
+            frames.append(ale.getScreenGrayscale())
+        assert reward[0] == sum(frame_rewards)
+        pooled = np.maximum(frames[-2], frames[-1])
+        assert np.array_equal(obs[0, -1], pooled)
+        summed += sum(frame_rewards)
+        last_frame_only += frame_rewards[-1]
+        pooled_differs_from_last += not np.array_equal(pooled, frames[-1])
+    env.close()
+    # The test would catch the original's bug: scoring only the last skipped frame loses points.
+    assert summed > last_frame_only
+    # Space Invaders flickers, so max-pooling matters and the comparison above is not vacuous.
+    assert pooled_differs_from_last > 0
+
+
+def test_frames_are_full_range_uint8_not_binarised():
+    env = make_vector_env(EnvConfig(id="space_invaders"), num_envs=2)
+    obs, _ = env.reset(seed=0)
+    for _ in range(50):
+        obs, *_ = env.step(np.zeros(2, dtype=np.int64))
+    env.close()
+    assert obs.dtype == np.uint8 and obs.shape == (2, 4, 84, 84)
+    assert obs.max() > 100
+    assert len(np.unique(obs)) > 10  # not 0/1 as after the original's float->uint8 cast
+
+
+def test_life_loss_ends_the_td_target_but_not_the_game():
+    """The original reset the game at every life lost and only ever played its first life."""
+    env = make_vector_env(EnvConfig(id="space_invaders"), num_envs=1)
+    obs, info = env.reset(seed=3)
+    tracker = EpisodeTracker(1, terminal_on_life_loss=True)
+    tracker.reset(info)
+    rng = np.random.default_rng(0)
+    lives, frame = int(info["lives"][0]), int(info["episode_frame_number"][0])
+    life_losses, episode = 0, None
+    while episode is None:
+        obs, reward, terminated, truncated, info = env.step(rng.integers(6, size=1))
+        outcome = tracker.step(reward, terminated, truncated, info)
+        assert outcome.is_transition[0]
+        assert info["episode_frame_number"][0] > frame  # same game, never restarted
+        frame = int(info["episode_frame_number"][0])
+        if info["lives"][0] < lives:
+            life_losses += 1
+            assert outcome.dones[0] == 1.0
+        elif not terminated[0]:
+            assert outcome.dones[0] == 0.0
+        lives = int(info["lives"][0])
+        if outcome.episodes:
+            episode = outcome.episodes[0]
+    assert life_losses == 3 and terminated[0]
+    assert episode.episode_return > episode.first_life_return  # later lives scored too
+    # The step after game over is the autoreset step: a fresh game, not a transition.
+    obs, reward, terminated, truncated, info = env.step(np.zeros(1, dtype=np.int64))
+    outcome = tracker.step(reward, terminated, truncated, info)
+    assert not outcome.is_transition[0] and info["lives"][0] == 3
+    env.close()
+
+
+def test_tracker_bootstraps_truncation_and_skips_the_reset_step():
+    tracker = EpisodeTracker(2, terminal_on_life_loss=True)
+    tracker.reset({"lives": np.array([3, 3])})
+    no = np.array([False, False])
+    out = tracker.step(np.array([1.0, 2.0]), no, no, {"lives": np.array([3, 3])})
+    assert out.is_transition.all() and not out.episodes
+    # env 0 is truncated (frame cap), env 1 loses a life.
+    out = tracker.step(np.array([5.0, 0.0]), no, np.array([True, False]),
+                       {"lives": np.array([3, 2])})
+    assert out.dones.tolist() == [0.0, 1.0]  # truncation bootstraps; life loss does not
+    assert [(e.env_index, e.episode_return, e.length) for e in out.episodes] == [(0, 6.0, 2)]
+    # Next step: env 0 is on its autoreset step (not a transition), env 1 plays on.
+    out = tracker.step(np.array([0.0, 4.0]), no, np.array([False, False]),
+                       {"lives": np.array([3, 2])})
+    assert out.is_transition.tolist() == [False, True]
+    out = tracker.step(np.array([0.0, 1.0]), np.array([False, True]), no,
+                       {"lives": np.array([3, 1])})
+    assert out.dones.tolist() == [0.0, 1.0]
+    e = out.episodes[0]
+    assert (e.env_index, e.episode_return, e.length, e.first_life_return) == (1, 7.0, 4, 2.0)
+
+
+def test_action_subset_maps_agent_actions_to_game_actions():
+    env = make_vector_env(EnvConfig(id="space_invaders", action_subset=[1, 2, 3, 4, 5]), 2)
+    assert env.single_action_space.n == 5
+    assert env.actions(np.array([0, 4])).tolist() == [1, 5]
+    game_actions = env.unwrapped.ale.get_action_set()
+    assert [game_actions[i] for i in env.table] == [
+        ale_py.Action.FIRE, ale_py.Action.RIGHT, ale_py.Action.LEFT,
+        ale_py.Action.RIGHTFIRE, ale_py.Action.LEFTFIRE,
+    ]
+    env.reset(seed=0)
+    env.step(np.array([0, 4]))
+    env.close()
+
+
+def test_action_subset_out_of_range_is_a_config_error():
+    with pytest.raises(ConfigError, match="env.action_subset"):
+        make_vector_env(EnvConfig(id="space_invaders", action_subset=[1, 7]), 1)
+
+
+def test_unknown_game_is_a_config_error():
+    with pytest.raises(ConfigError, match="env.id='spaceinvaders'"):
+        make_vector_env(EnvConfig(id="spaceinvaders"), 1)
+
+
+def test_classic_env_uses_next_step_autoreset_too():
+    env = make_vector_env(EnvConfig(id="CartPole-v1", kind=EnvKind.classic), 1)
+    obs, info = env.reset(seed=0)
+    tracker = EpisodeTracker(1, terminal_on_life_loss=True)
+    tracker.reset(info)
+    done_seen = False
+    for _ in range(600):
+        obs, r, term, trunc, info = env.step(np.zeros(1, dtype=np.int64))
+        out = tracker.step(r, term, trunc, info)
+        if done_seen:
+            assert not out.is_transition[0]
+            break
+        done_seen = bool(term[0] or trunc[0])
+    assert done_seen
+    env.close()

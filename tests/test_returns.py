@@ -1,0 +1,39 @@
+"""The maths, against hand-computed values."""
+
+import pytest
+import torch
+
+from dqn.returns import exponential_schedule, linear_schedule, td_target
+
+
+def test_linear_schedule_hand_values():
+    assert linear_schedule(1.0, 0.01, 100, 0) == 1.0
+    assert linear_schedule(1.0, 0.01, 100, 50) == pytest.approx(0.505)
+    assert linear_schedule(1.0, 0.01, 100, 100) == pytest.approx(0.01)
+    assert linear_schedule(1.0, 0.01, 100, 10_000) == pytest.approx(0.01)
+
+
+def test_exponential_schedule_is_floored():
+    assert exponential_schedule(1.0, 0.1, 0.5, 0) == 1.0
+    assert exponential_schedule(1.0, 0.1, 0.5, 2) == 0.25
+    assert exponential_schedule(1.0, 0.1, 0.5, 10) == 0.1
+    # The original agent's decay is still above 0.1 after 8M steps: the reason it is not default.
+    assert exponential_schedule(1.0, 0.1, 0.99999975, 8_000_000) > 0.13
+
+
+def test_td_target_dqn_uses_target_max_and_stops_at_done():
+    rewards = torch.tensor([1.0, 0.5])
+    dones = torch.tensor([0.0, 1.0])
+    next_q_target = torch.tensor([[2.0, 3.0], [10.0, 20.0]])
+    target = td_target(rewards, dones, 0.9, next_q_target)
+    # 1 + 0.9 * 3 = 3.7; the done transition keeps only its reward.
+    assert target.tolist() == pytest.approx([3.7, 0.5])
+
+
+def test_td_target_double_q_values_the_online_argmax_with_the_target_net():
+    rewards = torch.tensor([1.0])
+    dones = torch.tensor([0.0])
+    next_q_target = torch.tensor([[2.0, 3.0]])
+    next_q_online = torch.tensor([[5.0, 1.0]])  # online prefers action 0
+    target = td_target(rewards, dones, 0.5, next_q_target, next_q_online)
+    assert target.tolist() == pytest.approx([1.0 + 0.5 * 2.0])

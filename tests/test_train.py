@@ -1,0 +1,90 @@
+"""Real runs of scripts/train.py: outputs, TensorBoard read back, checkpoints, Ctrl-C, learning."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from dqn.checkpoint import load_checkpoint
+from dqn.networks import NatureCNN
+
+from conftest import TRAIN, run_train
+
+SMOKE = [
+    "total_steps=3000", "agent.learning_starts=1000", "hw.num_envs=2", "log_interval_steps=500",
+    "eval.interval_steps=1500", "eval.episodes=2", "eval.num_envs=2",
+    "checkpoint.interval_steps=1000",
+]
+CLEANRL_TAGS = {
+    "charts/episodic_return", "charts/episodic_length", "charts/epsilon", "charts/SPS",
+    "losses/td_loss", "losses/q_values", "eval/episodic_return",
+}
+
+
+def test_space_invaders_smoke_run_writes_logs_checkpoints_and_summary(tmp_path):
+    result = run_train(SMOKE, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dirs = list((tmp_path / "outputs" / "space_invaders" / "dqn").iterdir())
+    assert len(run_dirs) == 1
+    run_dir = run_dirs[0]
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / "train.log").read_text().count("eval at step") >= 2
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["env_steps"] >= 3000 and summary["updates"] == (3000 - 1000) // 4
+    assert summary["episodes"] >= 1 and summary["wall_seconds"] > 0
+    for key in ("eval_return_mean", "eval_return_std"):
+        assert isinstance(summary[key], float)
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert CLEANRL_TAGS <= set(events.Tags()["scalars"])
+    assert "hyperparameters/text_summary" in events.Tags()["tensors"]
+    td_loss = events.Scalars("losses/td_loss")
+    assert td_loss and td_loss[0].step >= 1000  # no loss before learning starts
+
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert checkpoint["env_steps"] == summary["env_steps"]
+    assert checkpoint["config"]["env"]["id"] == "space_invaders"
+    net = NatureCNN((4, 84, 84), 6)
+    net.load_state_dict(checkpoint["agent"]["q_net"])
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    print(f"Space Invaders smoke run: {summary['steps_per_second']} env steps/s "
+          f"({summary['env_steps']} steps, {summary['updates']} updates)")
+
+
+def test_ctrl_c_saves_last_checkpoint_and_exits_cleanly(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, str(TRAIN), "total_steps=1000000", "agent.learning_starts=500",
+         "hw.num_envs=2", "log_interval_steps=100", f"hydra.run.dir={run_dir}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(run_dir.glob("events.out.tfevents.*")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["interrupted"] and 0 < summary["env_steps"] < 1_000_000
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["env_steps"] == summary["env_steps"]
+
+
+@pytest.mark.slow
+def test_cartpole_preset_solves_cartpole(tmp_path):
+    started = time.monotonic()
+    result = run_train(["experiment=cartpole", f"hydra.run.dir={tmp_path}"], cwd=tmp_path)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    print(f"CartPole: eval {summary['eval_return_mean']} +- {summary['eval_return_std']} "
+          f"after {summary['env_steps']} steps, {elapsed:.0f} s")
+    assert summary["env_steps"] <= 50_000
+    assert summary["eval_return_mean"] >= 475
+    assert elapsed < 180
