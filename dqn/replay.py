@@ -61,9 +61,9 @@ def plan_capacity(
     capacity = min(buffer_size, budget_capacity)
     if capacity < buffer_size:
         log.warning(
-            "Replay capacity %d transitions, not agent.buffer_size=%d: hw.replay_memory_gib=%.1f "
-            "holds %d bytes x %d.",
-            capacity, buffer_size, memory_gib, per_transition, capacity,
+            "The replay holds %d transitions, not agent.buffer_size=%d: that is what "
+            "hw.replay_memory_gib=%.1f holds at %d bytes each (raise it if memory allows).",
+            capacity, buffer_size, memory_gib, per_transition,
         )
     needed = capacity * per_transition
     available = available_memory_bytes()

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import OmegaConf
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dqn.agent import DQNAgent
 from dqn.checkpoint import save_checkpoint
@@ -131,56 +132,13 @@ class Trainer:
     # ---- the loop --------------------------------------------------------------------------
     def train(self) -> dict:
         """Run to `total_steps` (or Ctrl-C), then evaluate, checkpoint and write summary.json."""
-        cfg = self.cfg
-        logger = RunLogger(self.run_dir, cfg.total_steps, self.env_steps)
+        logger = RunLogger(self.run_dir, self.cfg.total_steps, self.env_steps)
         logger.hparams(self.config_dict())
-        obs, info = self.envs.reset(seed=cfg.seed)
-        tracker = EpisodeTracker(cfg.hw.num_envs, cfg.env.terminal_on_life_loss)
-        tracker.reset(info)
         started = time.perf_counter()
-        window_start, window_steps = started, self.env_steps
         interrupted = False
         try:
-            while self.env_steps < cfg.total_steps:
-                epsilon = self.epsilon()
-                actions = self.agent.act(obs, epsilon, self.rng)
-                next_obs, rewards, terminated, truncated, info = self.envs.step(actions)
-                outcome = tracker.step(rewards, terminated, truncated, info)
-                real = outcome.is_transition
-                if real.any():
-                    learn_rewards = rewards[real].astype(np.float32)
-                    if cfg.env.clip_rewards:
-                        learn_rewards = np.sign(learn_rewards)
-                    self.replay.add(
-                        obs[real], actions[real], learn_rewards, next_obs[real], outcome.dones[real]
-                    )
-                obs = next_obs
-                before = self.env_steps
-                self.env_steps += int(real.sum())
-                for episode in outcome.episodes:
-                    self.episodes += 1
-                    self.recent_returns.append(episode.episode_return)
-                    logger.scalars(self.env_steps, {
-                        "charts/episodic_return": episode.episode_return,
-                        "charts/episodic_length": episode.length,
-                        "charts/episodic_return_first_life": episode.first_life_return,
-                    })
-
-                self.learn()
-                if crossed(before, self.env_steps, cfg.agent.target_update_interval):
-                    self.agent.sync_target()
-
-                logger.advance(self.env_steps - before)
-                if crossed(before, self.env_steps, cfg.log_interval_steps):
-                    now = time.perf_counter()
-                    sps = (self.env_steps - window_steps) / max(now - window_start, 1e-9)
-                    window_start, window_steps = now, self.env_steps
-                    self.log_scalars(logger, epsilon, sps, verbose=crossed(
-                        before, self.env_steps, 10 * cfg.log_interval_steps))
-                if crossed(before, self.env_steps, cfg.eval.interval_steps):
-                    self.run_evaluation(logger)
-                if crossed(before, self.env_steps, cfg.checkpoint.interval_steps):
-                    self.save("last.pt")
+            with logging_redirect_tqdm():
+                self.train_loop(logger)
         except KeyboardInterrupt:
             interrupted = True
             log.warning("Interrupted at %d env steps: saving checkpoints/last.pt.", self.env_steps)
@@ -194,6 +152,54 @@ class Trainer:
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         log.info("Done: %s", json.dumps(summary))
         return summary
+
+    def train_loop(self, logger: RunLogger) -> None:
+        """Act, step, store, learn, and keep the cadences, until `total_steps` env steps."""
+        cfg = self.cfg
+        obs, info = self.envs.reset(seed=cfg.seed)
+        tracker = EpisodeTracker(cfg.hw.num_envs, cfg.env.terminal_on_life_loss)
+        tracker.reset(info)
+        window_start, window_steps = time.perf_counter(), self.env_steps
+        while self.env_steps < cfg.total_steps:
+            epsilon = self.epsilon()
+            actions = self.agent.act(obs, epsilon, self.rng)
+            next_obs, rewards, terminated, truncated, info = self.envs.step(actions)
+            outcome = tracker.step(rewards, terminated, truncated, info)
+            real = outcome.is_transition  # the autoreset step is no transition
+            if real.any():
+                learn_rewards = rewards[real].astype(np.float32)
+                if cfg.env.clip_rewards:
+                    learn_rewards = np.sign(learn_rewards)
+                self.replay.add(
+                    obs[real], actions[real], learn_rewards, next_obs[real], outcome.dones[real]
+                )
+            obs = next_obs
+            before = self.env_steps
+            self.env_steps += int(real.sum())
+            for episode in outcome.episodes:
+                self.episodes += 1
+                self.recent_returns.append(episode.episode_return)
+                logger.scalars(self.env_steps, {
+                    "charts/episodic_return": episode.episode_return,
+                    "charts/episodic_length": episode.length,
+                    "charts/episodic_return_first_life": episode.first_life_return,
+                })
+
+            self.learn()
+            if crossed(before, self.env_steps, cfg.agent.target_update_interval):
+                self.agent.sync_target()
+
+            logger.advance(self.env_steps - before)
+            if crossed(before, self.env_steps, cfg.log_interval_steps):
+                now = time.perf_counter()
+                sps = (self.env_steps - window_steps) / max(now - window_start, 1e-9)
+                window_start, window_steps = now, self.env_steps
+                verbose = crossed(before, self.env_steps, 10 * cfg.log_interval_steps)
+                self.log_scalars(logger, epsilon, sps, verbose)
+            if crossed(before, self.env_steps, cfg.eval.interval_steps):
+                self.run_evaluation(logger)
+            if crossed(before, self.env_steps, cfg.checkpoint.interval_steps):
+                self.save("last.pt")
 
     def learn(self) -> None:
         """Do the gradient steps the replay ratio owes."""

@@ -52,3 +52,26 @@ def test_nature_cnn_scales_uint8_frames_inside():
     net = NatureCNN((4, 84, 84), 6)
     frames = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
     assert torch.allclose(net(frames), net(frames.float() / 255.0))
+
+
+def test_bf16_autocast_and_channels_last_update_on_cpu():
+    """The reduced-precision path the GPU hw groups use, exercised on the CPU."""
+    from dqn.config import Precision
+
+    torch.manual_seed(0)
+    agent = DQNAgent(NatureCNN((4, 84, 84), 6), 6, AgentConfig(double_q=True),
+                     torch.device("cpu"), Precision.bf16, channels_last=True)
+    g = torch.Generator().manual_seed(0)
+    batch = ReplaySamples(
+        observations=torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8, generator=g),
+        actions=torch.randint(0, 6, (8,), generator=g),
+        rewards=torch.ones(8),
+        next_observations=torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8, generator=g),
+        dones=torch.zeros(8),
+    )
+    before = agent.q_net.head[2].weight.clone()
+    metrics = agent.update(batch)
+    assert torch.isfinite(metrics["td_loss"])
+    assert not torch.equal(before, agent.q_net.head[2].weight)
+    assert agent.q_net.head[2].weight.dtype == torch.float32  # master weights stay fp32
+    assert agent.greedy_actions(batch.observations.numpy()).shape == (8,)
