@@ -9,8 +9,10 @@ converts the composed `DictConfig` into these dataclasses (running the range che
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -27,6 +29,13 @@ class EnvKind(str, Enum):
 
     atari = "atari"  # ale-py's C++ vector env with the DQN preprocessing built in
     classic = "classic"  # a registered gymnasium env with vector observations (CartPole)
+
+
+class EnvBackend(str, Enum):
+    """What runs an Atari game (classic envs always run on gymnasium)."""
+
+    ale = "ale"  # ale-py's C++ vector env: emulation and preprocessing in C++ threads
+    gymnasium = "gymnasium"  # one Python env per copy with gymnasium's wrappers (debugging)
 
 
 class ExplorationSchedule(str, Enum):
@@ -46,6 +55,7 @@ class Loss(str, Enum):
 class Precision(str, Enum):
     """Numeric precision of the learner's forward and backward passes."""
 
+    auto = "auto"  # bf16 where the hardware computes it natively, else fp32 (fp16 on old GPUs)
     fp32 = "fp32"
     bf16 = "bf16"  # autocast to bfloat16 (CPU with AVX-512 BF16, Ampere+ GPUs)
     fp16 = "fp16"  # autocast to float16 with gradient scaling (CUDA only, e.g. T4)
@@ -62,6 +72,7 @@ class EnvConfig:
 
     id: str = MISSING  # ALE ROM name (space_invaders) or gymnasium id (CartPole-v1)
     kind: EnvKind = EnvKind.atari
+    backend: EnvBackend = EnvBackend.ale  # Atari only; both give identical observations
     frame_skip: int = 4  # emulator frames per agent step; rewards are summed over them
     frame_stack: int = 4  # observations stacked into one agent input
     screen_size: int = 84  # frames are resized to screen_size x screen_size grayscale
@@ -80,9 +91,9 @@ class EnvConfig:
         _check(self.screen_size >= 36, "env.screen_size", f"must be >= 36, got {self.screen_size}.")
         _check(self.noop_max >= 0, "env.noop_max", f"must be >= 0, got {self.noop_max}.")
         _check(
-            0.0 <= self.repeat_action_probability <= 1.0,
+            0.0 <= self.repeat_action_probability < 1.0,
             "env.repeat_action_probability",
-            f"must be in [0, 1], got {self.repeat_action_probability}.",
+            f"must be in [0, 1), got {self.repeat_action_probability}.",
         )
         _check(
             self.max_episode_frames >= 1,
@@ -112,7 +123,7 @@ class AgentConfig:
     gamma: float = 0.99
     batch_size: int = 32
     buffer_size: int = 1_000_000  # transitions wanted; hw.replay_memory_gib may cap it
-    learning_starts: int = 80_000  # env steps of random-policy data before the first update
+    learning_starts: int = 80_000  # env steps collected before the first update
     train_freq: int = 4  # env steps between update rounds
     gradient_steps: int = 1  # updates per round
     target_update_interval: int = 1_000  # env steps between target-network syncs
@@ -178,6 +189,13 @@ class NatureCNNConfig:
     _target_: str = "dqn.networks.NatureCNN"
     features_dim: int = 512
 
+    def __post_init__(self) -> None:
+        _check(
+            self.features_dim >= 1,
+            "network.features_dim",
+            f"must be >= 1, got {self.features_dim}.",
+        )
+
 
 @dataclass
 class MLPConfig:
@@ -186,6 +204,16 @@ class MLPConfig:
     _target_: str = "dqn.networks.MLP"
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
 
+    def __post_init__(self) -> None:
+        _check(
+            all(size >= 1 for size in self.hidden_sizes),
+            "network.hidden_sizes",
+            f"must hold sizes >= 1, got {list(self.hidden_sizes)}.",
+        )
+
+
+COMPILE_MODES = {None, "default", "reduce-overhead", "max-autotune"}
+
 
 @dataclass
 class HardwareConfig:
@@ -193,20 +221,36 @@ class HardwareConfig:
 
     device: str = "cpu"  # cpu, cuda, cuda:N or mps; never silently replaced
     num_envs: int = 8  # environments stepped together, one batched forward pass for all
+    env_batch_size: int = 0  # Atari: < num_envs steps asynchronously in batches; 0 = all (sync)
+    env_threads: int = 0  # ale-py's emulator threads; 0 = its default
     torch_threads: int = 0  # 0 keeps PyTorch's default (one per core)
     replay_memory_gib: float = 8.0  # replay buffer budget; caps agent.buffer_size
     precision: Precision = Precision.fp32
     channels_last: bool = False  # NHWC memory format for the convolutions
+    compile_mode: str | None = None  # torch.compile the learner: default, reduce-overhead
+    # (CUDA graphs), max-autotune; null = eager
 
     def __post_init__(self) -> None:
         _check(
-            self.device == "cpu" or self.device == "mps" or self.device.startswith("cuda"),
+            re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device) is not None,
             "hw.device",
             f"must be cpu, cuda, cuda:N or mps, got {self.device!r}.",
         )
         _check(self.num_envs >= 1, "hw.num_envs", f"must be >= 1, got {self.num_envs}.")
         _check(
+            0 <= self.env_batch_size <= self.num_envs,
+            "hw.env_batch_size",
+            f"must be in [0, hw.num_envs={self.num_envs}], got {self.env_batch_size}.",
+        )
+        _check(self.env_threads >= 0, "hw.env_threads", f"must be >= 0, got {self.env_threads}.")
+        _check(
             self.torch_threads >= 0, "hw.torch_threads", f"must be >= 0, got {self.torch_threads}."
+        )
+        _check(
+            self.compile_mode in COMPILE_MODES,
+            "hw.compile_mode",
+            f"must be null or one of {sorted(m for m in COMPILE_MODES if m)}, "
+            f"got {self.compile_mode!r}.",
         )
         _check(
             self.replay_memory_gib > 0,
@@ -249,6 +293,9 @@ class CheckpointConfig:
         )
 
 
+MAX_SEED = 2**30  # ALE takes 31-bit seeds; eval envs use seed + 1,000,000 + env index
+
+
 @dataclass
 class RunConfig:
     """A whole training run."""
@@ -265,13 +312,21 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check(self.total_steps >= 1, "total_steps", f"must be >= 1, got {self.total_steps}.")
-        _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}.")
+        _check(0 <= self.seed < MAX_SEED, "seed", f"must be in [0, {MAX_SEED}), got {self.seed}.")
         _check(
             self.log_interval_steps >= 1,
             "log_interval_steps",
             f"must be >= 1, got {self.log_interval_steps}.",
         )
+        _check(
+            self.agent.learning_starts < self.total_steps,
+            "agent.learning_starts",
+            f"({self.agent.learning_starts}) must be below total_steps ({self.total_steps}), "
+            "or the agent never learns.",
+        )
 
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 NETWORK_SCHEMAS = {"nature_cnn": NatureCNNConfig, "mlp": MLPConfig}
 
@@ -316,6 +371,24 @@ def load_run_config(cfg: DictConfig) -> RunConfig:
         key = getattr(e, "full_key", None) or "config"
         msg = str(e).splitlines()[0]
         raise ConfigError(f"{key}: {msg}.") from None
-    if not isinstance(run.network, (NatureCNNConfig, MLPConfig)):
-        raise ConfigError("network must be chosen from the network group, e.g. network=mlp.")
+    check_network_target(run.network)
     return run
+
+
+def check_network_target(network: object) -> None:
+    """Refuse a network config whose `_target_` is not one of ours (it names code to run)."""
+    schema = type(network)
+    if schema not in NETWORK_SCHEMAS.values() or network._target_ != schema._target_:
+        raise ConfigError(
+            f"network._target_={getattr(network, '_target_', None)!r} is not one of this "
+            "project's networks: choose one with network=nature_cnn or network=mlp."
+        )
+
+
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """Compose `conf/config.yaml` with Hydra overrides, outside of `@hydra.main`."""
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides or [])

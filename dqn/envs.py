@@ -16,11 +16,12 @@ import ale_py
 import gymnasium as gym
 import numpy as np
 from ale_py import roms
+from ale_py.env import AtariEnv
 from gymnasium.spaces import Discrete
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from dqn.config import ConfigError, EnvConfig, EnvKind
+from dqn.config import ConfigError, EnvBackend, EnvConfig, EnvKind
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +94,102 @@ class ActionSubset(gym.vector.VectorActionWrapper):
         """Map agent actions to game actions."""
         return self.table[actions]
 
+    def send(self, actions: np.ndarray) -> None:
+        """Asynchronous stepping (ale-py's send/recv), with the actions mapped."""
+        self.env.send(self.actions(actions))
 
-def make_vector_env(cfg: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:
-    """Build `num_envs` copies of the configured env as one NEXT_STEP-autoreset vector env."""
+    def recv(self) -> tuple:
+        """Results of the envs that finished stepping."""
+        return self.env.recv()
+
+
+class NoopFireReset(gym.Wrapper):
+    """At reset: up to `noop_max` no-op frames, then one FIRE frame in games that have FIRE,
+    on the raw one-frame env, which is the order and frame count of ale-py's vector env.
+    Goes under `AtariPreprocessing`, which reads the screen after this reset returns."""
+
+    def __init__(self, env: AtariEnv, noop_max: int, fire: bool):
+        super().__init__(env)
+        self.noop_max = noop_max
+        self.fire = fire and ale_py.Action.FIRE in env.unwrapped.ale.getMinimalActionSet()
+
+    def reset(self, **kwargs):
+        """Reset the game, then play the no-ops and the FIRE frame."""
+        obs, info = self.env.reset(**kwargs)
+        ale = self.env.unwrapped.ale
+        for _ in range(int(self.np_random.integers(0, self.noop_max + 1))):
+            ale.act(ale_py.Action.NOOP)
+        if self.fire:
+            ale.act(ale_py.Action.FIRE)
+        return obs, info
+
+
+def make_gymnasium_atari_env(cfg: EnvConfig) -> gym.Env:
+    """One Atari game with gymnasium's wrappers, preprocessed like `atari_env_kwargs` says."""
+    try:
+        import cv2  # noqa: F401  (AtariPreprocessing resizes with OpenCV)
+    except ImportError:
+        raise ConfigError(
+            "env.backend=gymnasium needs OpenCV: pip install opencv-python-headless, "
+            "or use env.backend=ale."
+        ) from None
+    env = AtariEnv(
+        game=cfg.id,
+        frameskip=1,
+        repeat_action_probability=cfg.repeat_action_probability,
+        full_action_space=cfg.full_action_space,
+        max_num_frames_per_episode=cfg.max_episode_frames,
+    )
+    env = NoopFireReset(env, cfg.noop_max, cfg.fire_reset)
+    env = gym.wrappers.AtariPreprocessing(
+        env,
+        noop_max=0,
+        frame_skip=cfg.frame_skip,
+        screen_size=cfg.screen_size,
+        terminal_on_life_loss=False,
+        grayscale_obs=True,
+        scale_obs=False,
+    )
+    return gym.wrappers.FrameStackObservation(env, cfg.frame_stack, padding_type="zero")
+
+
+def make_vector_env(
+    cfg: EnvConfig, num_envs: int, batch_size: int = 0, num_threads: int = 0
+) -> gym.vector.VectorEnv:
+    """Build `num_envs` copies of the configured env as one NEXT_STEP-autoreset vector env.
+
+    Atari only: `batch_size` < `num_envs` makes stepping asynchronous (each `recv` returns the
+    first `batch_size` envs to finish, named by info["env_id"]); `num_threads` sizes ale-py's
+    thread pool (0 = its default).
+    """
     check_env_id(cfg)
-    if cfg.kind == EnvKind.atari:
-        env = ale_py.AtariVectorEnv(cfg.id, num_envs, **atari_env_kwargs(cfg))
+    if cfg.kind == EnvKind.atari and cfg.backend == EnvBackend.ale:
+        env = ale_py.AtariVectorEnv(
+            cfg.id, num_envs, batch_size=batch_size, num_threads=num_threads,
+            **atari_env_kwargs(cfg),
+        )
     else:
-        env = gym.make_vec(
-            cfg.id,
-            num_envs=num_envs,
-            vectorization_mode="sync",
-            vector_kwargs={"autoreset_mode": AutoresetMode.NEXT_STEP},
+        if batch_size not in (0, num_envs):
+            raise ConfigError(
+                "hw.env_batch_size (asynchronous stepping) needs env.backend=ale: set it to 0."
+            )
+        if cfg.kind == EnvKind.atari:
+            env = gym.vector.SyncVectorEnv(
+                [lambda: make_gymnasium_atari_env(cfg)] * num_envs,
+                autoreset_mode=AutoresetMode.NEXT_STEP,
+            )
+        else:
+            env = gym.make_vec(
+                cfg.id,
+                num_envs=num_envs,
+                vectorization_mode="sync",
+                vector_kwargs={"autoreset_mode": AutoresetMode.NEXT_STEP},
+            )
+    if not isinstance(env.single_action_space, Discrete):
+        env.close()
+        raise ConfigError(
+            f"env.id={cfg.id!r} has a {type(env.single_action_space).__name__} action space; "
+            "DQN needs discrete actions: choose another env."
         )
     if cfg.action_subset is not None:
         env = ActionSubset(env, list(cfg.action_subset))
@@ -123,19 +208,22 @@ class Episode:
 
 @dataclass
 class StepOutcome:
-    """What one vector step means for learning."""
+    """What one report of some envs means for learning (arrays align with its `env_ids`)."""
 
-    is_transition: np.ndarray  # bool (num_envs,): False on the autoreset step
-    dones: np.ndarray  # float32 (num_envs,): 1.0 where the TD target must not bootstrap
-    episodes: list[Episode] = field(default_factory=list)  # games that ended on this step
+    env_ids: np.ndarray  # which envs reported
+    is_transition: np.ndarray  # bool: False for a first observation (reset, autoreset step)
+    dones: np.ndarray  # float32: 1.0 where the TD target must not bootstrap
+    episodes: list[Episode] = field(default_factory=list)  # games that ended in this report
 
 
 class EpisodeTracker:
     """Bookkeeping of a NEXT_STEP-autoreset vector env: transitions, dones, finished games.
 
-    With `terminal_on_life_loss`, a life lost (info["lives"] going down) ends the TD target
-    like a game over, but the game itself continues; returns always add up whole games.
-    Truncation (the frame cap) never sets `dones`: the value of the next state is bootstrapped.
+    Each env's first report after `begin()`, and its report after a game ends (the autoreset
+    step), is a first observation, not a transition. With `terminal_on_life_loss`, a life lost
+    (info["lives"] going down) ends the TD target like a game over, but the game continues;
+    returns always add up whole games. Truncation (the frame cap) never sets `dones`: the
+    value of the next state is bootstrapped.
     """
 
     def __init__(self, num_envs: int, terminal_on_life_loss: bool):
@@ -145,36 +233,34 @@ class EpisodeTracker:
         self.first_life_returns = np.zeros(num_envs, dtype=np.float64)
         self.lengths = np.zeros(num_envs, dtype=np.int64)
         self.lost_a_life = np.zeros(num_envs, dtype=bool)
-        self.resetting = np.zeros(num_envs, dtype=bool)
+        self.starting = np.ones(num_envs, dtype=bool)  # next report is a first observation
         self.lives = np.zeros(num_envs, dtype=np.int64)
 
-    def reset(self, info: dict) -> None:
-        """Start fresh games after `env.reset()`."""
-        self.returns[:] = 0
-        self.first_life_returns[:] = 0
-        self.lengths[:] = 0
-        self.lost_a_life[:] = False
-        self.resetting[:] = False
-        self.lives[:] = info.get("lives", 0)
+    def begin(self) -> None:
+        """Expect every env's next report to be a first observation (call at `env.reset()`)."""
+        self.starting[:] = True
 
     def step(
         self,
+        env_ids: np.ndarray,
         rewards: np.ndarray,
         terminated: np.ndarray,
         truncated: np.ndarray,
-        info: dict,
+        lives: np.ndarray | None,
     ) -> StepOutcome:
-        """Account for one `env.step()` result."""
-        is_transition = ~self.resetting
-        lives = np.asarray(info.get("lives", self.lives))
-        life_lost = is_transition & (lives < self.lives)
+        """Account for one report of the envs `env_ids` (a reset or a step result)."""
+        ids = np.asarray(env_ids)
+        is_transition = ~self.starting[ids]
+        lives = self.lives[ids] if lives is None else np.asarray(lives)
+        life_lost = is_transition & (lives < self.lives[ids])
         game_over = is_transition & (terminated | truncated)
+        stepped = ids[is_transition]
 
-        self.returns[is_transition] += rewards[is_transition]
-        self.lengths[is_transition] += 1
-        first_life = is_transition & ~self.lost_a_life
-        self.first_life_returns[first_life] += rewards[first_life]
-        self.lost_a_life |= life_lost
+        self.returns[stepped] += rewards[is_transition]
+        self.lengths[stepped] += 1
+        first_life = is_transition & ~self.lost_a_life[ids]
+        self.first_life_returns[ids[first_life]] += rewards[first_life]
+        self.lost_a_life[ids[life_lost]] = True
 
         dones = terminated & is_transition
         if self.terminal_on_life_loss:
@@ -186,12 +272,14 @@ class EpisodeTracker:
                 length=int(self.lengths[i]),
                 first_life_return=float(self.first_life_returns[i]),
             )
-            for i in np.flatnonzero(game_over)
+            for i in ids[game_over]
         ]
-        self.returns[game_over] = 0
-        self.first_life_returns[game_over] = 0
-        self.lengths[game_over] = 0
-        self.lost_a_life[game_over] = False
-        self.resetting = game_over
-        self.lives = lives.copy()
-        return StepOutcome(is_transition, dones.astype(np.float32), episodes)
+        # A first observation starts a new game; a game over makes the next report one.
+        fresh = ids[~is_transition]
+        self.returns[fresh] = 0
+        self.first_life_returns[fresh] = 0
+        self.lengths[fresh] = 0
+        self.lost_a_life[fresh] = False
+        self.starting[ids] = game_over
+        self.lives[ids] = lives
+        return StepOutcome(ids, is_transition, dones.astype(np.float32), episodes)

@@ -54,15 +54,18 @@ def evaluate(
     """Play `episodes` whole games with epsilon-greedy actions; env and policy seeded by `seed`."""
     rng = np.random.default_rng(seed)
     obs, info = env.reset(seed=seed)
+    env_ids = np.arange(env.num_envs)
     tracker = EpisodeTracker(env.num_envs, terminal_on_life_loss=False)
-    tracker.reset(info)
+    no = np.zeros(env.num_envs, dtype=bool)
+    tracker.step(env_ids, np.zeros(env.num_envs), no, no, info.get("lives"))
     quotas = episode_quotas(episodes, env.num_envs)
     finished: list[Episode] = []
     played = np.zeros(env.num_envs, dtype=np.int64)
     while (played < quotas).any():
         actions = agent.act(obs, epsilon, rng)
         obs, rewards, terminated, truncated, info = env.step(actions)
-        for episode in tracker.step(rewards, terminated, truncated, info).episodes:
+        outcome = tracker.step(env_ids, rewards, terminated, truncated, info.get("lives"))
+        for episode in outcome.episodes:
             i = episode.env_index
             if played[i] < quotas[i]:
                 finished.append(episode)

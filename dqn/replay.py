@@ -1,8 +1,16 @@
-"""Uniform experience replay holding uint8 observations (float only for vector envs).
+"""Experience replay that stores each frame once and rebuilds frame stacks at sample time.
 
-Each slot keeps (obs, action, reward, next_obs, done). Capacity is set by the caller from the
-`hw` memory budget; `plan_capacity` checks it against the memory the machine has before any
-allocation.
+Every env writes its own stream of observations into its own ring of slots. A slot holds the
+newest frame of one observation (84x84 uint8 on Atari, the whole vector for classic control)
+and, once the env has stepped from it, the transition taken there: action, reward, done. The
+transition at slot k reads frames k-S+1..k as its observation and k-S+2..k+1 as the next one
+(S = frame stack), with the frames before an episode start zeroed, exactly as the env's own
+stacks are padded after a reset. So one transition costs one frame (~7 KB on Atari) instead of
+the two 28 KB stacks a plain buffer keeps.
+
+Never sampled: a slot whose next frame is not written yet, the final observation of an episode
+(no transition starts there), and the S-1 oldest slots of each ring, whose history the ring has
+overwritten.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from dqn.config import ConfigError
 log = logging.getLogger(__name__)
 
 GIB = 1024**3
+SCALAR_BYTES = 4 + 4 + 1 + 1 + 1  # action int32, reward float32, done, episode start, valid
 
 
 class ReplaySamples(NamedTuple):
@@ -29,12 +38,12 @@ class ReplaySamples(NamedTuple):
     rewards: torch.Tensor  # float32 (batch,)
     next_observations: torch.Tensor
     dones: torch.Tensor  # float32 (batch,), 1.0 = do not bootstrap
+    indices: np.ndarray  # buffer slots of the transitions (for priorities and tests)
 
 
-def transition_bytes(obs_shape: tuple[int, ...], obs_dtype: np.dtype) -> int:
-    """Bytes one transition takes in `ReplayBuffer` (two observations plus scalars)."""
-    obs_bytes = int(np.prod(obs_shape)) * np.dtype(obs_dtype).itemsize
-    return 2 * obs_bytes + 8 + 4 + 4
+def transition_bytes(frame_shape: tuple[int, ...], frame_dtype: np.dtype) -> int:
+    """Bytes one transition takes in `FrameReplayBuffer`: one frame plus its scalars."""
+    return int(np.prod(frame_shape)) * np.dtype(frame_dtype).itemsize + SCALAR_BYTES
 
 
 def available_memory_bytes() -> int | None:
@@ -53,11 +62,16 @@ def available_memory_bytes() -> int | None:
 
 
 def plan_capacity(
-    buffer_size: int, memory_gib: float, obs_shape: tuple[int, ...], obs_dtype: np.dtype
+    buffer_size: int, memory_gib: float, frame_shape: tuple[int, ...], frame_dtype: np.dtype
 ) -> int:
     """Transitions to allocate: `buffer_size`, capped by the budget, refused if RAM is short."""
-    per_transition = transition_bytes(obs_shape, obs_dtype)
+    per_transition = transition_bytes(frame_shape, frame_dtype)
     budget_capacity = int(memory_gib * GIB // per_transition)
+    if budget_capacity < 1:
+        raise ConfigError(
+            f"hw.replay_memory_gib={memory_gib} cannot hold one transition of "
+            f"{per_transition} bytes: raise it."
+        )
     capacity = min(buffer_size, budget_capacity)
     if capacity < buffer_size:
         log.warning(
@@ -73,70 +87,155 @@ def plan_capacity(
             f"{available / GIB:.1f} GiB of memory is available: lower hw.replay_memory_gib or "
             "agent.buffer_size."
         )
-    if capacity < 1:
-        raise ConfigError(
-            f"hw.replay_memory_gib={memory_gib} cannot hold one transition of "
-            f"{per_transition} bytes: raise it."
-        )
     return capacity
 
 
-class ReplayBuffer:
-    """Ring buffer of transitions, sampled uniformly."""
+class FrameReplayBuffer:
+    """Uniform replay over per-env rings of frames; stacks are rebuilt when sampled.
+
+    `obs_shape` is the env's observation: (S, H, W) for stacked frames (`stacked=True`), or any
+    shape stored whole (`stacked=False`, e.g. CartPole's (4,)).
+    """
 
     def __init__(
         self,
         capacity: int,
+        num_envs: int,
         obs_shape: tuple[int, ...],
         obs_dtype: np.dtype,
         device: torch.device,
+        stacked: bool,
     ):
-        self.capacity = capacity
+        self.stack = obs_shape[0] if stacked else 1
+        self.stacked = stacked
+        self.frame_shape = tuple(obs_shape[1:]) if stacked else tuple(obs_shape)
+        self.num_envs = num_envs
+        self.slots_per_env = capacity // num_envs
+        if self.slots_per_env < self.stack + 2:
+            raise ConfigError(
+                f"A replay of {capacity} transitions split over hw.num_envs={num_envs} envs "
+                f"leaves {self.slots_per_env} per env, fewer than {self.stack + 2}: raise "
+                "agent.buffer_size."
+            )
+        self.capacity = self.slots_per_env * num_envs
         self.device = device
-        self.observations = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
-        self.next_observations = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
-        self.actions = np.zeros(capacity, dtype=np.int64)
-        self.rewards = np.zeros(capacity, dtype=np.float32)
-        self.dones = np.zeros(capacity, dtype=np.float32)
-        self.pos = 0
-        self.size = 0
+        shape = (num_envs, self.slots_per_env)
+        self.frames = np.zeros((*shape, *self.frame_shape), dtype=obs_dtype)
+        self.actions = np.zeros(shape, dtype=np.int32)
+        self.rewards = np.zeros(shape, dtype=np.float32)
+        self.dones = np.zeros(shape, dtype=bool)
+        self.episode_start = np.zeros(shape, dtype=bool)
+        self.valid = np.zeros(shape, dtype=bool)  # a whole transition starts at this slot
+        self.pos = np.full(num_envs, -1, dtype=np.int64)  # slot of each env's latest obs
+        self.written = np.zeros(num_envs, dtype=np.int64)  # slots filled, up to slots_per_env
+        self._torch_dtype = torch.from_numpy(self.frames[:0, :0]).dtype
+        self._pinned: torch.Tensor | None = None
+        self._copied: torch.cuda.Event | None = None  # when the pinned tensor may be reused
 
     def __len__(self) -> int:
-        return self.size
+        """Transitions that can be sampled (about: each episode's final slot is not one)."""
+        return int(np.maximum(self.written - self.stack, 0).sum())
+
+    def _newest_frames(self, obs: np.ndarray) -> np.ndarray:
+        return obs[:, -1] if self.stacked else obs
+
+    def _write(self, env_ids: np.ndarray, obs: np.ndarray, starts: bool) -> None:
+        slots = (self.pos[env_ids] + 1) % self.slots_per_env
+        self.frames[env_ids, slots] = self._newest_frames(obs)
+        self.episode_start[env_ids, slots] = starts
+        self.valid[env_ids, slots] = False
+        self.pos[env_ids] = slots
+        self.written[env_ids] = np.minimum(self.written[env_ids] + 1, self.slots_per_env)
+
+    def start_episodes(self, env_ids: np.ndarray, obs: np.ndarray) -> None:
+        """Record the first observation of new episodes (after a reset) for `env_ids`."""
+        self._write(np.asarray(env_ids), obs, starts=True)
 
     def add(
         self,
-        obs: np.ndarray,
+        env_ids: np.ndarray,
         actions: np.ndarray,
         rewards: np.ndarray,
-        next_obs: np.ndarray,
         dones: np.ndarray,
-    ) -> None:
-        """Append a batch of transitions (leading dimension = number of transitions)."""
-        n = len(actions)
-        idx = (self.pos + np.arange(n)) % self.capacity
-        self.observations[idx] = obs
-        self.next_observations[idx] = next_obs
-        self.actions[idx] = actions
-        self.rewards[idx] = rewards
-        self.dones[idx] = dones
-        self.pos = (self.pos + n) % self.capacity
-        self.size = min(self.size + n, self.capacity)
+        next_obs: np.ndarray,
+    ) -> np.ndarray:
+        """Complete the transition from each env's latest observation; returns their slots."""
+        env_ids = np.asarray(env_ids)
+        slots = self.pos[env_ids]
+        self.actions[env_ids, slots] = actions
+        self.rewards[env_ids, slots] = rewards
+        self.dones[env_ids, slots] = dones
+        self.valid[env_ids, slots] = True
+        self._write(env_ids, next_obs, starts=False)
+        return env_ids * self.slots_per_env + slots
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> ReplaySamples:
-        """Uniformly sample `batch_size` stored transitions (with replacement)."""
-        idx = rng.integers(0, self.size, size=batch_size)
-        return self.get(idx)
+        """Uniformly sample `batch_size` transitions (with replacement)."""
+        return self.get(self.sample_indices(batch_size, rng))
 
-    def get(self, idx: np.ndarray) -> ReplaySamples:
-        """The transitions at slots `idx`, as tensors on the device."""
-        def to_device(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(array).to(self.device, non_blocking=True)
+    def sample_indices(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        """Slots of `batch_size` uniformly drawn sampleable transitions."""
+        ends = np.cumsum(self.written)
+        if ends[-1] == 0:
+            raise RuntimeError("sample() called on an empty replay buffer")
+        out = np.empty(batch_size, dtype=np.int64)
+        todo = np.arange(batch_size)
+        for _ in range(1000):
+            draw = rng.integers(0, ends[-1], size=len(todo))
+            env = np.searchsorted(ends, draw, side="right")
+            age = draw - (ends[env] - self.written[env])  # 0 = the env's oldest slot
+            slot = (self.pos[env] - self.written[env] + 1 + age) % self.slots_per_env
+            ok = self.valid[env, slot] & (age >= self.stack - 1)
+            out[todo[ok]] = env[ok] * self.slots_per_env + slot[ok]
+            todo = todo[~ok]
+            if len(todo) == 0:
+                return out
+        raise RuntimeError("no sampleable transition in the replay buffer")
+
+    def get(self, indices: np.ndarray) -> ReplaySamples:
+        """The transitions at `indices` with their stacks rebuilt, as tensors on the device."""
+        env, slot = np.divmod(indices, self.slots_per_env)
+        # Frames k-S+1 .. k+1: the observation is the first S, the next observation the last S.
+        window = slot[:, None] + np.arange(-self.stack + 1, 2)
+        window %= self.slots_per_env
+        flat = env[:, None] * self.slots_per_env + window
+        host = self._host_frames((len(indices), self.stack + 1, *self.frame_shape))
+        window_frames = host.numpy()
+        np.take(self.frames.reshape(-1, *self.frame_shape), flat, axis=0, out=window_frames)
+        if self.stack > 1:
+            # Zero a frame when a later frame of the window (up to k) starts an episode. Slot
+            # k+1 never starts one, so the same mask serves the observation and the next one.
+            starts = self.episode_start.reshape(-1)[flat[:, 1 : self.stack]]
+            later_start = np.logical_or.accumulate(starts[:, ::-1], axis=1)[:, ::-1]
+            window_frames[:, : self.stack - 1][later_start] = 0
+        frames = host.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            self._copied = torch.cuda.Event()
+            self._copied.record()
+        if self.stacked:
+            obs, next_obs = frames[:, :-1], frames[:, 1:]
+        else:
+            obs, next_obs = frames[:, 0], frames[:, 1]
+
+        def scalars(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+            return torch.from_numpy(array[env, slot]).to(self.device, dtype, non_blocking=True)
 
         return ReplaySamples(
-            observations=to_device(self.observations[idx]),
-            actions=to_device(self.actions[idx]),
-            rewards=to_device(self.rewards[idx]),
-            next_observations=to_device(self.next_observations[idx]),
-            dones=to_device(self.dones[idx]),
+            observations=obs,
+            actions=scalars(self.actions, torch.int64),
+            rewards=scalars(self.rewards, torch.float32),
+            next_observations=next_obs,
+            dones=scalars(self.dones, torch.float32),
+            indices=indices,
         )
+
+    def _host_frames(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """Host tensor that sampled frames are gathered into: on CUDA one pinned tensor, reused
+        once its previous copy to the GPU has finished; elsewhere a fresh one."""
+        if self.device.type != "cuda":
+            return torch.empty(shape, dtype=self._torch_dtype)
+        if self._copied is not None:
+            self._copied.synchronize()
+        if self._pinned is None or self._pinned.shape != shape:
+            self._pinned = torch.empty(shape, dtype=self._torch_dtype).pin_memory()
+        return self._pinned

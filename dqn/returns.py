@@ -18,6 +18,16 @@ def exponential_schedule(start: float, end: float, decay: float, step: int) -> f
     return max(end, start * decay**step)
 
 
+def updates_owed(
+    env_steps: int, learning_starts: int, train_freq: int, gradient_steps: int
+) -> int:
+    """Gradient steps due after `env_steps`: `gradient_steps` per `train_freq` env steps
+    counted from `learning_starts`, so the replay ratio holds whatever the number of envs."""
+    if env_steps < learning_starts:
+        return 0
+    return gradient_steps * ((env_steps - learning_starts) // train_freq)
+
+
 def td_target(
     rewards: torch.Tensor,
     dones: torch.Tensor,

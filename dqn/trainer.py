@@ -22,12 +22,14 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from dqn.agent import DQNAgent
 from dqn.checkpoint import save_checkpoint
 from dqn.config import ConfigError, ExplorationSchedule, Precision, RunConfig
-from dqn.envs import EpisodeTracker, make_vector_env
+from dqn.collector import Collector
+from dqn.config import EnvKind
+from dqn.envs import make_vector_env
 from dqn.evaluation import EvalResult, evaluate
 from dqn.logger import RunLogger
 from dqn.networks import build_network
-from dqn.replay import ReplayBuffer, plan_capacity
-from dqn.returns import exponential_schedule, linear_schedule
+from dqn.replay import FrameReplayBuffer, plan_capacity
+from dqn.returns import exponential_schedule, linear_schedule, updates_owed
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,30 @@ def resolve_device(name: str, precision: Precision = Precision.fp32) -> torch.de
     return device
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX), read on Linux."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: Precision, device: torch.device) -> Precision:
+    """What `hw.precision=auto` means on this device; other values are kept as they are."""
+    if precision != Precision.auto:
+        return precision
+    if device.type == "cuda":
+        chosen = Precision.bf16 if torch.cuda.is_bf16_supported() else Precision.fp16
+    elif device.type == "cpu" and cpu_has_native_bf16():
+        chosen = Precision.bf16
+    else:
+        chosen = Precision.fp32
+    log.info("hw.precision=auto: %s on this %s", chosen.value, device.type)
+    return chosen
+
+
 def crossed(before: int, after: int, every: int) -> bool:
     """True when a multiple of `every` lies in (before, after]."""
     return after // every > before // every
@@ -73,23 +99,39 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.device = resolve_device(cfg.hw.device, cfg.hw.precision)
+        self.precision = resolve_precision(cfg.hw.precision, self.device)
         if cfg.hw.torch_threads:
             torch.set_num_threads(cfg.hw.torch_threads)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
 
-        self.envs = make_vector_env(cfg.env, cfg.hw.num_envs)
-        self.eval_envs = make_vector_env(cfg.env, cfg.eval.num_envs)
-        obs_space = self.envs.single_observation_space
-        n_actions = int(self.envs.single_action_space.n)
+        envs = make_vector_env(
+            cfg.env, cfg.hw.num_envs, cfg.hw.env_batch_size, cfg.hw.env_threads
+        )
+        self.eval_envs = make_vector_env(cfg.env, min(cfg.eval.num_envs, cfg.eval.episodes))
+        obs_space = envs.single_observation_space
+        n_actions = int(envs.single_action_space.n)
         q_net = build_network(cfg.network, obs_space.shape, n_actions)
         self.agent = DQNAgent(
-            q_net, n_actions, cfg.agent, self.device, cfg.hw.precision, cfg.hw.channels_last
+            q_net, n_actions, cfg.agent, self.device, self.precision, cfg.hw.channels_last,
+            cfg.hw.compile_mode,
         )
+        stacked = cfg.env.kind == EnvKind.atari  # Atari observations are stacks of frames
+        frame_shape = obs_space.shape[1:] if stacked else obs_space.shape
         capacity = plan_capacity(
-            cfg.agent.buffer_size, cfg.hw.replay_memory_gib, obs_space.shape, obs_space.dtype
+            cfg.agent.buffer_size, cfg.hw.replay_memory_gib, frame_shape, obs_space.dtype
         )
-        self.replay = ReplayBuffer(capacity, obs_space.shape, obs_space.dtype, self.device)
+        if capacity < cfg.agent.batch_size:
+            raise ConfigError(
+                f"hw.replay_memory_gib={cfg.hw.replay_memory_gib} holds {capacity} transitions, "
+                f"fewer than agent.batch_size={cfg.agent.batch_size}: raise it."
+            )
+        self.replay = FrameReplayBuffer(
+            capacity, cfg.hw.num_envs, obs_space.shape, obs_space.dtype, self.device, stacked
+        )
+        self.collector = Collector(
+            envs, self.replay, cfg.env.terminal_on_life_loss, cfg.env.clip_rewards
+        )
         log.info(
             "%s: %d envs, observations %s %s, %d actions, replay %d transitions, device %s",
             cfg.env.id, cfg.hw.num_envs, obs_space.shape, obs_space.dtype, n_actions, capacity,
@@ -103,6 +145,7 @@ class Trainer:
         self.last_eval: EvalResult | None = None
         self.last_eval_step = -1
         self.recent_returns: deque[float] = deque(maxlen=100)
+        self._ready: tuple[np.ndarray, np.ndarray] | None = None  # obs, env ids awaiting actions
         self._metric_sums: dict[str, torch.Tensor] = {}
         self._metric_count = 0
 
@@ -120,15 +163,6 @@ class Trainer:
             a.exploration_initial_eps, a.exploration_final_eps, duration, self.env_steps
         )
 
-    def updates_due(self) -> int:
-        """Gradient steps owed by now: `gradient_steps` per `train_freq` env steps after
-        `learning_starts`, whatever the number of envs (the replay ratio is exact)."""
-        a = self.cfg.agent
-        if self.env_steps <= a.learning_starts:
-            return 0
-        rounds = self.env_steps // a.train_freq - a.learning_starts // a.train_freq
-        return a.gradient_steps * max(rounds, 0)
-
     # ---- the loop --------------------------------------------------------------------------
     def train(self) -> dict:
         """Run to `total_steps` (or Ctrl-C), then evaluate, checkpoint and write summary.json."""
@@ -142,6 +176,12 @@ class Trainer:
         except KeyboardInterrupt:
             interrupted = True
             log.warning("Interrupted at %d env steps: saving checkpoints/last.pt.", self.env_steps)
+        except BaseException:
+            log.exception("Training failed at %d env steps: saving checkpoints/last.pt.",
+                          self.env_steps)
+            self.save("last.pt")
+            logger.close()
+            raise
         wall_seconds = time.perf_counter() - started
 
         if not interrupted and self.last_eval_step != self.env_steps:
@@ -156,26 +196,18 @@ class Trainer:
     def train_loop(self, logger: RunLogger) -> None:
         """Act, step, store, learn, and keep the cadences, until `total_steps` env steps."""
         cfg = self.cfg
-        obs, info = self.envs.reset(seed=cfg.seed)
-        tracker = EpisodeTracker(cfg.hw.num_envs, cfg.env.terminal_on_life_loss)
-        tracker.reset(info)
+        if self._ready is None:
+            self._ready = self.collector.reset(seed=cfg.seed)
+        obs, env_ids = self._ready
         window_start, window_steps = time.perf_counter(), self.env_steps
         while self.env_steps < cfg.total_steps:
             epsilon = self.epsilon()
-            actions = self.agent.act(obs, epsilon, self.rng)
-            next_obs, rewards, terminated, truncated, info = self.envs.step(actions)
-            outcome = tracker.step(rewards, terminated, truncated, info)
-            real = outcome.is_transition  # the autoreset step is no transition
-            if real.any():
-                learn_rewards = rewards[real].astype(np.float32)
-                if cfg.env.clip_rewards:
-                    learn_rewards = np.sign(learn_rewards)
-                self.replay.add(
-                    obs[real], actions[real], learn_rewards, next_obs[real], outcome.dones[real]
-                )
-            obs = next_obs
+            self.collector.send(env_ids, self.agent.act(obs, epsilon, self.rng))
+            self.learn()  # while the emulators play
+            obs, env_ids, outcome = self.collector.recv()
+            self._ready = obs, env_ids
             before = self.env_steps
-            self.env_steps += int(real.sum())
+            self.env_steps += int(outcome.is_transition.sum())
             for episode in outcome.episodes:
                 self.episodes += 1
                 self.recent_returns.append(episode.episode_return)
@@ -184,8 +216,6 @@ class Trainer:
                     "charts/episodic_length": episode.length,
                     "charts/episodic_return_first_life": episode.first_life_return,
                 })
-
-            self.learn()
             if crossed(before, self.env_steps, cfg.agent.target_update_interval):
                 self.agent.sync_target()
 
@@ -200,12 +230,14 @@ class Trainer:
                 self.run_evaluation(logger)
             if crossed(before, self.env_steps, cfg.checkpoint.interval_steps):
                 self.save("last.pt")
+        self.learn()  # the updates the last steps owe
 
     def learn(self) -> None:
         """Do the gradient steps the replay ratio owes."""
         if len(self.replay) < self.cfg.agent.batch_size:
             return
-        due = self.updates_due()
+        a = self.cfg.agent
+        due = updates_owed(self.env_steps, a.learning_starts, a.train_freq, a.gradient_steps)
         while self.updates < due:
             batch = self.replay.sample(self.cfg.agent.batch_size, self.rng)
             metrics = self.agent.update(batch)
@@ -261,6 +293,9 @@ class Trainer:
         save_checkpoint(
             {
                 "config": self.config_dict(),
+                "obs_shape": list(self.collector.envs.single_observation_space.shape),
+                "obs_dtype": str(self.collector.envs.single_observation_space.dtype),
+                "n_actions": self.agent.n_actions,
                 "env_steps": self.env_steps,
                 "updates": self.updates,
                 "episodes": self.episodes,
@@ -300,5 +335,5 @@ class Trainer:
 
     def close(self) -> None:
         """Release the environments."""
-        self.envs.close()
+        self.collector.close()
         self.eval_envs.close()

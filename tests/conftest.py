@@ -7,23 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
-
-from dqn.config import register_configs
+from dqn.config import compose_config  # noqa: F401  (re-exported for the tests)
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 TRAIN = REPO / "scripts" / "train.py"
-
-register_configs()
-
-
-def compose_config(overrides: list[str] | None = None) -> DictConfig:
-    """Compose conf/config.yaml with overrides, as scripts/train.py would."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides or [])
 
 
 def group_options(group: str) -> list[str]:
@@ -42,9 +30,3 @@ def run_train(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.Co
         text=True,
         timeout=timeout,
     )
-
-
-@pytest.fixture
-def compose_cfg():
-    """Fixture form of `compose_config`."""
-    return compose_config

@@ -1,10 +1,11 @@
 """The agent acts epsilon-greedily and its update fits a fixed batch."""
 
 import numpy as np
+import pytest
 import torch
 
 from dqn.agent import DQNAgent
-from dqn.config import AgentConfig
+from dqn.config import AgentConfig, Loss
 from dqn.networks import MLP, NatureCNN
 from dqn.replay import ReplaySamples
 
@@ -23,6 +24,7 @@ def fixed_batch() -> ReplaySamples:
         rewards=torch.ones(32),
         next_observations=torch.randn(32, 3, generator=g),
         dones=torch.ones(32),  # targets are the rewards: a regression the net can fit
+        indices=np.arange(32),
     )
 
 
@@ -33,19 +35,36 @@ def test_epsilon_zero_is_greedy_and_epsilon_one_is_uniform():
     assert np.array_equal(agent.act(obs, 0.0, rng), agent.greedy_actions(obs))
     random_actions = agent.act(obs, 1.0, rng)
     assert 200 < (random_actions == 0).sum() < 300
+    greedy = agent.greedy_actions(obs)
+    mixed = agent.act(obs, 0.2, rng)  # about 10% differ: half the random picks hit greedy
+    assert 25 < (mixed != greedy).sum() < 80
 
 
 def test_update_fits_a_fixed_batch_and_target_sync_copies_weights():
-    for double_q in (False, True):
-        agent = make_agent(double_q=double_q)
-        batch = fixed_batch()
-        first = float(agent.update(batch)["td_loss"])
-        for _ in range(300):
-            last = float(agent.update(batch)["td_loss"])
-        assert last < 0.05 * first
-        assert not torch.equal(agent.q_net.net[0].weight, agent.target_net.net[0].weight)
-        agent.sync_target()
-        assert torch.equal(agent.q_net.net[0].weight, agent.target_net.net[0].weight)
+    agent = make_agent()
+    batch = fixed_batch()
+    first = float(agent.update(batch)["td_loss"])
+    for _ in range(300):
+        last = float(agent.update(batch)["td_loss"])
+    assert last < 0.05 * first
+    assert not torch.equal(agent.q_net.net[0].weight, agent.target_net.net[0].weight)
+    agent.sync_target()
+    assert torch.equal(agent.q_net.net[0].weight, agent.target_net.net[0].weight)
+
+
+@pytest.mark.parametrize("double_q", [False, True])
+def test_update_regresses_on_the_td_target_of_its_variant(double_q):
+    """The loss of an update is the squared error to the target built here by hand."""
+    agent = make_agent(double_q=double_q, gamma=0.5, loss=Loss.mse)
+    agent.target_net.net[-1].bias.data += torch.tensor([0.0, 3.0])  # target net != online
+    batch = fixed_batch()._replace(dones=torch.zeros(32))
+    with torch.no_grad():
+        q = agent.q_net(batch.observations).gather(1, batch.actions[:, None]).squeeze(1)
+        next_target = agent.target_net(batch.next_observations)
+        chooser = agent.q_net(batch.next_observations) if double_q else next_target
+        next_value = next_target.gather(1, chooser.argmax(1, keepdim=True)).squeeze(1)
+        expected = ((q - (batch.rewards + 0.5 * next_value)) ** 2).mean()
+    assert float(agent.update(batch)["td_loss"]) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_nature_cnn_scales_uint8_frames_inside():
@@ -68,6 +87,7 @@ def test_bf16_autocast_and_channels_last_update_on_cpu():
         rewards=torch.ones(8),
         next_observations=torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8, generator=g),
         dones=torch.zeros(8),
+        indices=np.arange(8),
     )
     before = agent.q_net.head[2].weight.clone()
     metrics = agent.update(batch)
@@ -75,3 +95,15 @@ def test_bf16_autocast_and_channels_last_update_on_cpu():
     assert not torch.equal(before, agent.q_net.head[2].weight)
     assert agent.q_net.head[2].weight.dtype == torch.float32  # master weights stay fp32
     assert agent.greedy_actions(batch.observations.numpy()).shape == (8,)
+
+
+def test_compiled_update_matches_eager():
+    """hw.compile_mode (CUDA graphs on GPUs) runs the same update; checked eager vs compiled."""
+    eager, compiled = make_agent(), make_agent()
+    compiled_agent = DQNAgent(compiled.q_net, 2, compiled.cfg, torch.device("cpu"),
+                              compile_mode="default")
+    batch = fixed_batch()._replace(dones=torch.zeros(32))
+    for _ in range(3):
+        loss_eager = float(eager.update(batch)["td_loss"])
+        loss_compiled = float(compiled_agent.update(batch)["td_loss"])
+        assert loss_compiled == pytest.approx(loss_eager, rel=1e-4)

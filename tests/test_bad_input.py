@@ -2,8 +2,11 @@
 before any training starts."""
 
 import pytest
+import torch
 
 from conftest import run_train
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 
 CASES = [
     ("agent.lr=abc", "agent.lr"),  # wrong type
@@ -18,15 +21,24 @@ CASES = [
     ("hw.num_envs=0", "hw.num_envs must be >= 1"),
     ("hw.precision=fp8", "hw.precision"),
     ("env.id=not_a_game", "env.id='not_a_game' is not an ALE game"),  # missing game
-    ("hw=t4", "hw.device=cuda but PyTorch"),  # CUDA asked for where there is none
+    pytest.param("hw=t4", "hw.device=cuda but PyTorch", marks=NO_CUDA),  # no CUDA here
+    ("hw.device=gpu", "hw.device must be cpu, cuda, cuda:N or mps"),
     ("env=cartpole", "network: NatureCNN needs image observations"),
-    ("hw.replay_memory_gib=100000", "hw.replay_memory_gib"),  # replay larger than memory
+    ("env=cartpole network=mlp env.id=Pendulum-v1", "DQN needs discrete actions"),
+    ("hw.replay_memory_gib=100000 agent.buffer_size=1000000000000", "hw.replay_memory_gib"),
+    ("hw.replay_memory_gib=0.00001", "fewer than agent.batch_size"),
+    ("seed=4000000000", "seed must be in"),
+    ("env.repeat_action_probability=1", "env.repeat_action_probability"),
+    ("network.features_dim=0", "network.features_dim must be >= 1"),
+    ("network._target_=os.system", "network._target_='os.system' is not one of"),
+    ("total_steps=1000", "agent.learning_starts (80000) must be below total_steps"),
 ]
 
 
-@pytest.mark.parametrize(("override", "message"), CASES)
-def test_bad_config_exits_non_zero_with_one_message(tmp_path, override, message):
-    result = run_train([override, f"hydra.run.dir={tmp_path}"], cwd=tmp_path, timeout=120)
+@pytest.mark.parametrize(("overrides", "message"), CASES)
+def test_bad_config_exits_non_zero_with_one_message(tmp_path, overrides, message):
+    args = [*overrides.split(), f"hydra.run.dir={tmp_path}"]
+    result = run_train(args, cwd=tmp_path, timeout=120)
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr

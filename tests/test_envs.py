@@ -1,11 +1,13 @@
 """Atari preprocessing and episode bookkeeping, pinned against the original agent's defects."""
 
+from dataclasses import replace
+
 import ale_py
 import numpy as np
 import pytest
 from ale_py import roms
 
-from dqn.config import ConfigError, EnvConfig, EnvKind
+from dqn.config import ConfigError, EnvBackend, EnvConfig, EnvKind
 from dqn.envs import EpisodeTracker, atari_env_kwargs, make_vector_env
 
 
@@ -73,13 +75,14 @@ def test_life_loss_ends_the_td_target_but_not_the_game():
     env = make_vector_env(EnvConfig(id="space_invaders"), num_envs=1)
     obs, info = env.reset(seed=3)
     tracker = EpisodeTracker(1, terminal_on_life_loss=True)
-    tracker.reset(info)
+    ids, no = np.array([0]), np.array([False])
+    assert not tracker.step(ids, np.zeros(1), no, no, info["lives"]).is_transition[0]
     rng = np.random.default_rng(0)
     lives, frame = int(info["lives"][0]), int(info["episode_frame_number"][0])
     life_losses, episode = 0, None
     while episode is None:
         obs, reward, terminated, truncated, info = env.step(rng.integers(6, size=1))
-        outcome = tracker.step(reward, terminated, truncated, info)
+        outcome = tracker.step(ids, reward, terminated, truncated, info["lives"])
         assert outcome.is_transition[0]
         assert info["episode_frame_number"][0] > frame  # same game, never restarted
         frame = int(info["episode_frame_number"][0])
@@ -95,31 +98,34 @@ def test_life_loss_ends_the_td_target_but_not_the_game():
     assert episode.episode_return > episode.first_life_return  # later lives scored too
     # The step after game over is the autoreset step: a fresh game, not a transition.
     obs, reward, terminated, truncated, info = env.step(np.zeros(1, dtype=np.int64))
-    outcome = tracker.step(reward, terminated, truncated, info)
+    outcome = tracker.step(ids, reward, terminated, truncated, info["lives"])
     assert not outcome.is_transition[0] and info["lives"][0] == 3
     env.close()
 
 
 def test_tracker_bootstraps_truncation_and_skips_the_reset_step():
     tracker = EpisodeTracker(2, terminal_on_life_loss=True)
-    tracker.reset({"lives": np.array([3, 3])})
-    no = np.array([False, False])
-    out = tracker.step(np.array([1.0, 2.0]), no, no, {"lives": np.array([3, 3])})
+    both, no = np.array([0, 1]), np.array([False, False])
+    out = tracker.step(both, np.zeros(2), no, no, np.array([3, 3]))  # the reset: first obs
+    assert not out.is_transition.any()
+    out = tracker.step(both, np.array([1.0, 2.0]), no, no, np.array([3, 3]))
     assert out.is_transition.all() and not out.episodes
     # env 0 is truncated (frame cap), env 1 loses a life.
-    out = tracker.step(np.array([5.0, 0.0]), no, np.array([True, False]),
-                       {"lives": np.array([3, 2])})
+    out = tracker.step(both, np.array([5.0, 0.0]), no, np.array([True, False]),
+                       np.array([3, 2]))
     assert out.dones.tolist() == [0.0, 1.0]  # truncation bootstraps; life loss does not
     assert [(e.env_index, e.episode_return, e.length) for e in out.episodes] == [(0, 6.0, 2)]
     # Next step: env 0 is on its autoreset step (not a transition), env 1 plays on.
-    out = tracker.step(np.array([0.0, 4.0]), no, np.array([False, False]),
-                       {"lives": np.array([3, 2])})
+    out = tracker.step(both, np.array([0.0, 4.0]), no, no, np.array([3, 2]))
     assert out.is_transition.tolist() == [False, True]
-    out = tracker.step(np.array([0.0, 1.0]), np.array([False, True]), no,
-                       {"lives": np.array([3, 1])})
-    assert out.dones.tolist() == [0.0, 1.0]
+    # Asynchronous reports name a subset of envs, in any order.
+    out = tracker.step(np.array([1]), np.array([1.0]), np.array([True]), np.array([False]),
+                       np.array([1]))
+    assert out.dones.tolist() == [1.0] and out.env_ids.tolist() == [1]
     e = out.episodes[0]
     assert (e.env_index, e.episode_return, e.length, e.first_life_return) == (1, 7.0, 4, 2.0)
+    out = tracker.step(np.array([1, 0]), np.array([0.0, 2.0]), no, no, np.array([3, 3]))
+    assert out.is_transition.tolist() == [False, True]  # env 1 restarts, env 0 plays
 
 
 def test_action_subset_maps_agent_actions_to_game_actions():
@@ -148,16 +154,44 @@ def test_unknown_game_is_a_config_error():
 
 def test_classic_env_uses_next_step_autoreset_too():
     env = make_vector_env(EnvConfig(id="CartPole-v1", kind=EnvKind.classic), 1)
-    obs, info = env.reset(seed=0)
+    env.reset(seed=0)
     tracker = EpisodeTracker(1, terminal_on_life_loss=True)
-    tracker.reset(info)
+    ids, no = np.array([0]), np.array([False])
+    tracker.step(ids, np.zeros(1), no, no, None)
     done_seen = False
     for _ in range(600):
         obs, r, term, trunc, info = env.step(np.zeros(1, dtype=np.int64))
-        out = tracker.step(r, term, trunc, info)
+        out = tracker.step(ids, r, term, trunc, None)
         if done_seen:
             assert not out.is_transition[0]
             break
         done_seen = bool(term[0] or trunc[0])
     assert done_seen
     env.close()
+
+
+@pytest.mark.parametrize(("game", "fire_reset"), [("space_invaders", False), ("breakout", True)])
+def test_gymnasium_path_gives_the_same_steps_as_the_ale_vector_env(game, fire_reset):
+    """Same settings, same actions: identical frames, rewards, ends and lives, across resets.
+    (No-op starts are off: the two paths draw their no-op counts from different RNGs.)"""
+    cfg = EnvConfig(id=game, noop_max=0, fire_reset=fire_reset, max_episode_frames=2000)
+    ale_env = make_vector_env(cfg, 2)
+    gym_env = make_vector_env(replace(cfg, backend=EnvBackend.gymnasium), 2)
+    assert gym_env.single_observation_space == ale_env.single_observation_space
+    obs_a, info_a = ale_env.reset(seed=0)
+    obs_g, info_g = gym_env.reset(seed=0)
+    assert np.array_equal(obs_a, obs_g)
+    rng = np.random.default_rng(0)
+    ends = 0
+    for _ in range(700):
+        actions = rng.integers(ale_env.single_action_space.n, size=2)
+        obs_a, r_a, term_a, trunc_a, info_a = ale_env.step(actions)
+        obs_g, r_g, term_g, trunc_g, info_g = gym_env.step(actions)
+        assert np.array_equal(obs_a, obs_g)
+        assert np.array_equal(r_a, r_g)
+        assert np.array_equal(term_a, term_g) and np.array_equal(trunc_a, trunc_g)
+        assert np.array_equal(info_a["lives"], info_g["lives"])
+        ends += int((term_a | trunc_a).sum())
+    ale_env.close()
+    gym_env.close()
+    assert ends >= 1  # the comparison went through at least one autoreset

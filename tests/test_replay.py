@@ -1,56 +1,155 @@
-"""The replay buffer keeps frames exactly, wraps around, and refuses what memory cannot hold."""
+"""The frame-once replay against a naive buffer that stores every stack whole."""
 
 import numpy as np
 import pytest
 import torch
 
 from dqn.config import ConfigError
-from dqn.replay import ReplayBuffer, plan_capacity, transition_bytes
+from dqn.replay import FrameReplayBuffer, plan_capacity, transition_bytes
 
-SHAPE = (4, 84, 84)
-
-
-def frames(n: int, start: int) -> np.ndarray:
-    """Distinct full-range uint8 stacks: every value 0..255 appears."""
-    return ((np.arange(n * np.prod(SHAPE)).reshape(n, *SHAPE) + start) % 256).astype(np.uint8)
+CPU = torch.device("cpu")
 
 
-def test_stores_uint8_frames_unchanged_and_samples_them_back():
-    buf = ReplayBuffer(10, SHAPE, np.uint8, torch.device("cpu"))
-    obs, next_obs = frames(3, 0), frames(3, 7)
-    buf.add(obs, np.array([0, 1, 2]), np.array([1.0, -1.0, 0.0]), next_obs,
-            np.array([0.0, 1.0, 0.0]))
-    batch = buf.get(np.array([0, 1, 2]))
+class NaiveStacker:
+    """What an env with zero-padded frame stacks shows the agent."""
+
+    def __init__(self, stack: int, frame_shape: tuple[int, ...]):
+        self.stack, self.frame_shape = stack, frame_shape
+
+    def reset(self, frame: np.ndarray) -> np.ndarray:
+        self.obs = np.zeros((self.stack, *self.frame_shape), dtype=np.uint8)
+        self.obs[-1] = frame
+        return self.obs.copy()
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        self.obs = np.concatenate([self.obs[1:], frame[None]])
+        return self.obs.copy()
+
+
+def fill_with_random_episodes(buf, num_envs, steps, stack, frame_shape, seed):
+    """Drive `buf` like the collector does, with random interleaving of envs and episode ends
+    (a NEXT_STEP reset after each), and record what a naive buffer would hold at each slot."""
+    rng = np.random.default_rng(seed)
+    def new_frame():  # every frame unique and never all zeros
+        return rng.integers(1, 256, size=frame_shape, dtype=np.uint8)
+
+    stackers = [NaiveStacker(stack, frame_shape) for _ in range(num_envs)]
+    obs = np.stack([s.reset(new_frame()) for s in stackers])
+    buf.start_episodes(np.arange(num_envs), obs)
+    naive = {}
+    ended = np.zeros(num_envs, dtype=bool)
+    for _ in range(steps):
+        env_ids = np.flatnonzero(rng.random(num_envs) < 0.6)  # envs report in any order
+        if len(env_ids) == 0:
+            continue
+        rng.shuffle(env_ids)
+        resetting = env_ids[ended[env_ids]]
+        if len(resetting):  # the autoreset step: a new episode's first observation
+            buf.start_episodes(resetting, np.stack([stackers[e].reset(new_frame())
+                                                    for e in resetting]))
+            ended[resetting] = False
+        stepping = env_ids[~np.isin(env_ids, resetting)]
+        if len(stepping) == 0:
+            continue
+        before = np.stack([stackers[e].obs.copy() for e in stepping])
+        after = np.stack([stackers[e].step(new_frame()) for e in stepping])
+        actions = rng.integers(0, 6, size=len(stepping))
+        rewards = rng.standard_normal(len(stepping)).astype(np.float32)
+        dones = rng.random(len(stepping)) < 0.05
+        truncated = ~dones & (rng.random(len(stepping)) < 0.03)
+        slots = buf.add(stepping, actions, rewards, dones, after)
+        for i, slot in enumerate(slots):
+            naive[int(slot)] = (before[i], actions[i], rewards[i], after[i], dones[i])
+        ended[stepping] |= dones | truncated
+    return naive
+
+
+def assert_matches_naive(buf, naive, indices):
+    batch = buf.get(indices)
+    for row, idx in enumerate(indices):
+        obs, action, reward, next_obs, done = naive[int(idx)]
+        assert np.array_equal(batch.observations[row].numpy(), obs), idx
+        assert np.array_equal(batch.next_observations[row].numpy(), next_obs), idx
+        assert int(batch.actions[row]) == action
+        assert float(batch.rewards[row]) == reward
+        assert float(batch.dones[row]) == float(done)
+
+
+@pytest.mark.parametrize("num_envs,capacity,steps", [(1, 60, 40), (3, 90, 400), (4, 400, 3000)])
+def test_samples_equal_a_naive_buffer_with_several_envs_and_wraparound(num_envs, capacity, steps):
+    stack, frame_shape = 4, (3, 2)
+    buf = FrameReplayBuffer(capacity, num_envs, (stack, *frame_shape), np.uint8, CPU,
+                            stacked=True)
+    naive = fill_with_random_episodes(buf, num_envs, steps, stack, frame_shape, seed=capacity)
+    rng = np.random.default_rng(0)
+    sampled = np.concatenate([buf.sample_indices(64, rng) for _ in range(200)])
+    assert set(sampled.tolist()) <= set(naive)  # never an unfinished or stale transition
+    assert_matches_naive(buf, naive, np.unique(sampled))
+    # Coverage: nearly every transition still in the rings is reachable.
+    assert len(np.unique(sampled)) >= 0.8 * min(len(naive), buf.capacity - num_envs * stack)
+
+
+def test_stack_never_crosses_episode_start():
+    buf = FrameReplayBuffer(32, 1, (4, 1), np.uint8, CPU, stacked=True)
+    frames = [np.array([v], dtype=np.uint8) for v in range(1, 10)]
+    stack = NaiveStacker(4, (1,))
+    buf.start_episodes([0], stack.reset(frames[0])[None])
+    buf.add([0], [0], [0.0], [False], stack.step(frames[1])[None])
+    buf.add([0], [0], [0.0], [True], stack.step(frames[2])[None])  # game over: frame 3 final
+    buf.start_episodes([0], stack.reset(frames[3])[None])  # new episode starts with frame 4
+    slot = buf.add([0], [1], [1.0], [False], stack.step(frames[4])[None])
+    batch = buf.get(slot)
+    assert batch.observations[0, :, 0].tolist() == [0, 0, 0, 4]
+    assert batch.next_observations[0, :, 0].tolist() == [0, 0, 4, 5]
+
+
+def test_unfinished_and_final_slots_are_never_sampled():
+    buf = FrameReplayBuffer(32, 1, (2, 1), np.uint8, CPU, stacked=True)
+    stack = NaiveStacker(2, (1,))
+    buf.start_episodes([0], stack.reset(np.array([1], np.uint8))[None])
+    slots = [int(buf.add([0], [0], [0.0], [i == 2], stack.step(np.array([i + 2], np.uint8))[None])[0])
+             for i in range(3)]
+    buf.start_episodes([0], stack.reset(np.array([9], np.uint8))[None])
+    drawn = set(buf.sample_indices(500, np.random.default_rng(0)).tolist())
+    assert drawn == set(slots) - {0}  # slot 0 is among the S-1 oldest; 3 is final, 4 unfinished
+
+
+def test_vector_observations_are_stored_whole():
+    buf = FrameReplayBuffer(10, 2, (4,), np.float32, CPU, stacked=False)
+    first = np.arange(8, dtype=np.float32).reshape(2, 4)
+    buf.start_episodes([0, 1], first)
+    slots = buf.add([1, 0], [1, 0], [1.0, 2.0], [False, True], first[::-1] + 100)
+    batch = buf.get(slots)
+    assert torch.equal(batch.observations, torch.from_numpy(first[::-1].copy()))
+    assert torch.equal(batch.next_observations, torch.from_numpy(first[::-1] + 100))
+    assert batch.dones.tolist() == [0.0, 1.0]
+
+
+def test_full_range_uint8_frames_come_back_unchanged():
+    buf = FrameReplayBuffer(64, 1, (4, 84, 84), np.uint8, CPU, stacked=True)
+    rng = np.random.default_rng(0)
+    stack = NaiveStacker(4, (84, 84))
+    buf.start_episodes([0], stack.reset(rng.integers(0, 256, (84, 84), dtype=np.uint8))[None])
+    for _ in range(8):
+        before = stack.obs.copy()
+        slot = buf.add([0], [0], [0.0], [False],
+                       stack.step(rng.integers(0, 256, (84, 84), dtype=np.uint8))[None])
+    batch = buf.get(slot)
     assert batch.observations.dtype == torch.uint8
-    assert torch.equal(batch.observations, torch.from_numpy(obs))
-    assert torch.equal(batch.next_observations, torch.from_numpy(next_obs))
+    assert np.array_equal(batch.observations[0].numpy(), before)
     assert int(batch.observations.max()) == 255 and int(batch.observations.min()) == 0
-    assert batch.actions.tolist() == [0, 1, 2] and batch.dones.tolist() == [0.0, 1.0, 0.0]
 
 
-def test_ring_buffer_wraps_around_overwriting_the_oldest():
-    buf = ReplayBuffer(4, (1,), np.float32, torch.device("cpu"))
-    for step in range(6):
-        buf.add(np.array([[step]]), np.array([step]), np.array([0.0]), np.array([[step + 1]]),
-                np.array([0.0]))
-    assert len(buf) == 4
-    assert sorted(buf.actions.tolist()) == [2, 3, 4, 5]
-    batch = buf.sample(64, np.random.default_rng(0))
-    assert set(batch.actions.tolist()) <= {2, 3, 4, 5}
-    assert torch.equal(batch.next_observations[:, 0], batch.actions.float() + 1)
-
-
-def test_transition_bytes_is_uint8_not_float():
-    # 2 stacks of 4x84x84 bytes, not the original's 2 x 4 x 84 x 84 x 4-byte floats (226 KB).
-    assert transition_bytes(SHAPE, np.uint8) == 2 * 28_224 + 16
+def test_one_transition_costs_one_frame():
+    assert transition_bytes((84, 84), np.uint8) <= 7_200  # vs 28 KB (SB3 optimized), 226 KB
 
 
 def test_budget_caps_the_capacity():
-    per = transition_bytes(SHAPE, np.uint8)
-    assert plan_capacity(1_000_000, 1.0, SHAPE, np.uint8) == (1024**3) // per
-    assert plan_capacity(1_000, 1.0, SHAPE, np.uint8) == 1_000
+    per = transition_bytes((84, 84), np.uint8)
+    assert plan_capacity(1_000_000, 1.0, (84, 84), np.uint8) == (1024**3) // per
+    assert plan_capacity(1_000, 1.0, (84, 84), np.uint8) == 1_000
 
 
 def test_a_buffer_larger_than_memory_is_refused_before_allocation():
     with pytest.raises(ConfigError, match="hw.replay_memory_gib"):
-        plan_capacity(10**9, 100_000.0, SHAPE, np.uint8)
+        plan_capacity(10**12, 100_000.0, (84, 84), np.uint8)

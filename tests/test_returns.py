@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dqn.returns import exponential_schedule, linear_schedule, td_target
+from dqn.returns import exponential_schedule, linear_schedule, td_target, updates_owed
 
 
 def test_linear_schedule_hand_values():
@@ -37,3 +37,14 @@ def test_td_target_double_q_values_the_online_argmax_with_the_target_net():
     next_q_online = torch.tensor([[5.0, 1.0]])  # online prefers action 0
     target = td_target(rewards, dones, 0.5, next_q_target, next_q_online)
     assert target.tolist() == pytest.approx([1.0 + 0.5 * 2.0])
+
+
+def test_updates_are_owed_per_train_freq_counted_from_learning_starts():
+    assert updates_owed(999, 1000, 3, 1) == 0
+    assert updates_owed(1000, 1000, 3, 1) == 0
+    assert updates_owed(1002, 1000, 3, 1) == 0
+    assert updates_owed(1003, 1000, 3, 1) == 1
+    assert updates_owed(1005, 1000, 3, 1) == 1
+    assert updates_owed(1256, 1000, 256, 128) == 128
+    # Eight envs reporting at once owe the same as one env stepping eight times.
+    assert updates_owed(1000 + 8 * 100, 1000, 4, 1) == 200

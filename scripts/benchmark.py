@@ -1,0 +1,309 @@
+"""Throughput and memory, ours against one gymnasium env and Stable-Baselines3, in one run.
+
+    python scripts/benchmark.py [--quick] [--json PATH]
+
+Every figure is the median of several timed windows, and the windows of the things compared
+are interleaved, so that a noisy machine shifts them alike. Prints a table; writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dqn.agent import DQNAgent
+from dqn.collector import Collector
+from dqn.config import EnvBackend, EnvConfig, Precision, compose_config, load_run_config
+from dqn.envs import make_vector_env
+from dqn.logger import RunLogger
+from dqn.networks import NatureCNN
+from dqn.replay import FrameReplayBuffer
+from dqn.trainer import Trainer, resolve_precision
+
+GAME = "space_invaders"
+SB3_BYTES_PER_TRANSITION = 2 * 4 * 84 * 84  # obs + next_obs stacks (28,224 when optimized)
+ORIGINAL_BYTES_PER_TRANSITION = 2 * 4 * 84 * 84 * 4  # float32 state + next_state
+
+
+def interleaved(windows: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """Run each named window `repeats` times, round-robin; returns the rates per name."""
+    rates: dict[str, list[float]] = {name: [] for name in windows}
+    for _ in range(repeats):
+        for name, window in windows.items():
+            rates[name].append(window())
+    return rates
+
+
+# ---- env only -------------------------------------------------------------------------------
+def gym_env_window(steps: int) -> Callable[[], float]:
+    """One gymnasium env with the standard Atari wrappers, random actions."""
+    cfg = EnvConfig(id=GAME, backend=EnvBackend.gymnasium)
+    env = make_vector_env(cfg, 1)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+
+    def window() -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            env.step(rng.integers(6, size=1))
+        return steps / (time.perf_counter() - start)
+
+    return window
+
+
+def collector_window(steps: int, num_envs: int, batch_size: int) -> Callable[[], float]:
+    """Our collector: ale-py vector env, random actions, transitions written to the replay."""
+    cfg = EnvConfig(id=GAME)
+    envs = make_vector_env(cfg, num_envs, batch_size)
+    replay = FrameReplayBuffer(100_000, num_envs, (4, 84, 84), np.uint8, torch.device("cpu"),
+                               stacked=True)
+    collector = Collector(envs, replay, terminal_on_life_loss=True, clip_rewards=True)
+    obs, env_ids = collector.reset(seed=0)
+    rng = np.random.default_rng(0)
+    state = {"env_ids": env_ids}
+
+    def window() -> float:
+        done = 0
+        start = time.perf_counter()
+        while done < steps:
+            collector.send(state["env_ids"], rng.integers(6, size=len(state["env_ids"])))
+            _, state["env_ids"], outcome = collector.recv()
+            done += int(outcome.is_transition.sum())
+        return done / (time.perf_counter() - start)
+
+    return window
+
+
+# ---- learner only ---------------------------------------------------------------------------
+def filled_replay(transitions: int) -> FrameReplayBuffer:
+    """A replay buffer with `transitions` random Atari transitions in 8 envs."""
+    rng = np.random.default_rng(0)
+    replay = FrameReplayBuffer(transitions + 800, 8, (4, 84, 84), np.uint8, torch.device("cpu"),
+                               stacked=True)
+    ids = np.arange(8)
+    replay.start_episodes(ids, rng.integers(0, 256, (8, 4, 84, 84), dtype=np.uint8))
+    for _ in range(transitions // 8):
+        replay.add(ids, rng.integers(6, size=8), rng.standard_normal(8), rng.random(8) < 0.01,
+                   rng.integers(0, 256, (8, 4, 84, 84), dtype=np.uint8))
+    return replay
+
+
+def learner_window(
+    replay: FrameReplayBuffer, updates: int, precision: Precision, channels_last: bool
+) -> Callable[[], float]:
+    """Sample a batch of 32 and take a gradient step, `updates` times."""
+    run = load_run_config(compose_config())
+    torch.manual_seed(0)
+    agent = DQNAgent(NatureCNN((4, 84, 84), 6), 6, run.agent, torch.device("cpu"), precision,
+                     channels_last)
+    rng = np.random.default_rng(0)
+
+    def window() -> float:
+        start = time.perf_counter()
+        for _ in range(updates):
+            metrics = agent.update(replay.sample(32, rng))
+        float(metrics["td_loss"])  # wait for the last update
+        return updates / (time.perf_counter() - start)
+
+    return window
+
+
+# ---- end to end -----------------------------------------------------------------------------
+E2E_OVERRIDES = [
+    f"env={GAME}", "agent.buffer_size=100000", "agent.batch_size=32", "agent.train_freq=4",
+    "agent.gradient_steps=1", "agent.target_update_interval=1000",
+    "agent.exploration_initial_eps=0.01", "agent.exploration_final_eps=0.01",
+    "eval.interval_steps=1000000000", "checkpoint.interval_steps=1000000000",
+]
+
+
+def ours_e2e_window(steps: int, learning_starts: int, overrides: list[str]) -> Callable[[], float]:
+    """Our trainer at the standard ratio, after `learning_starts` steps of warm-up."""
+    cfg = load_run_config(compose_config(
+        E2E_OVERRIDES + [f"agent.learning_starts={learning_starts}",
+                         f"total_steps={learning_starts + 1}"] + overrides))
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-"))
+    trainer = Trainer(cfg, run_dir)
+    logger = RunLogger(run_dir, 10**12)
+    trainer.cfg.total_steps = learning_starts  # warm-up: fill the replay, no updates yet
+    trainer.train_loop(logger)
+
+    def window() -> float:
+        start_steps, start = trainer.env_steps, time.perf_counter()
+        trainer.cfg.total_steps = start_steps + steps
+        trainer.train_loop(logger)
+        return (trainer.env_steps - start_steps) / (time.perf_counter() - start)
+
+    return window
+
+
+def sb3_e2e_window(steps: int, learning_starts: int) -> Callable[[], float] | None:
+    """Stable-Baselines3's DQN("CnnPolicy") with the same settings, one env (its default)."""
+    try:
+        from stable_baselines3 import DQN
+        from stable_baselines3.common.env_util import make_atari_env
+        from stable_baselines3.common.vec_env import VecFrameStack
+    except ImportError:
+        logging.warning("stable-baselines3 is not installed (pip install -e '.[bench]'): skipped")
+        return None
+    env = VecFrameStack(make_atari_env(
+        "ALE/SpaceInvaders-v5", n_envs=1, seed=0,
+        env_kwargs={"frameskip": 1, "repeat_action_probability": 0.0}), n_stack=4)
+    model = DQN(
+        "CnnPolicy", env, buffer_size=100_000, learning_starts=learning_starts, batch_size=32,
+        train_freq=4, gradient_steps=1, target_update_interval=1000,
+        exploration_initial_eps=0.01, exploration_final_eps=0.01, optimize_memory_usage=False,
+        device="cpu", seed=0, verbose=0,
+    )
+    model.learn(learning_starts)
+
+    def window() -> float:
+        start = time.perf_counter()
+        model.learn(steps, reset_num_timesteps=False)
+        return steps / (time.perf_counter() - start)
+
+    return window
+
+
+# ---- memory ---------------------------------------------------------------------------------
+REPLAY_MEMORY_PROBE = """
+import resource, numpy as np, torch
+from dqn.replay import FrameReplayBuffer
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+buf = FrameReplayBuffer(100_000, 8, (4, 84, 84), np.uint8, torch.device("cpu"), stacked=True)
+ids = np.arange(8)
+frames = np.random.default_rng(0).integers(0, 256, (8, 4, 84, 84), dtype=np.uint8)
+buf.start_episodes(ids, frames)
+for _ in range(100_000 // 8 + 8):
+    buf.add(ids, np.zeros(8, int), np.zeros(8), np.zeros(8, bool), frames)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+nbytes = sum(a.nbytes for a in (buf.frames, buf.actions, buf.rewards, buf.dones,
+                                buf.episode_start, buf.valid))
+print(nbytes / buf.capacity, before * 1024, after * 1024)
+"""
+
+
+def replay_memory() -> tuple[float, float, float]:
+    """Bytes per transition of a filled 100k replay, and the process's peak RSS (bytes) before
+    and after filling it, measured in a fresh interpreter."""
+    out = subprocess.run([sys.executable, "-c", REPLAY_MEMORY_PROBE], capture_output=True,
+                         text=True, check=True).stdout.split()
+    return float(out[0]), float(out[1]), float(out[2])
+
+
+def main() -> None:
+    """Run the benchmark, print the table, write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short windows, under 5 minutes")
+    parser.add_argument("--json", type=Path, default=Path("outputs/benchmark.json"))
+    parser.add_argument("--repeats", type=int, default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    repeats = args.repeats or (3 if args.quick else 5)
+    env_steps, updates, e2e_steps = (2000, 100, 600) if args.quick else (5000, 300, 2000)
+    learning_starts = 1000 if args.quick else 2000
+    results: dict[str, object] = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+                   f"torch {torch.__version__}",
+        "quick": args.quick, "repeats": repeats,
+    }
+
+    print("env only ...", file=sys.stderr)
+    env_rates = interleaved({
+        "gym_single": gym_env_window(env_steps),
+        "collector_sync_8": collector_window(env_steps, 8, 0),
+        "collector_async_8x4": collector_window(env_steps, 8, 4),
+    }, repeats)
+
+    print("learner only ...", file=sys.stderr)
+    replay = filled_replay(10_000)
+    learner_rates = interleaved({
+        "fp32": learner_window(replay, updates, Precision.fp32, False),
+        "fp32_channels_last": learner_window(replay, updates, Precision.fp32, True),
+        "bf16": learner_window(replay, updates, Precision.bf16, False),
+        "bf16_channels_last": learner_window(replay, updates, Precision.bf16, True),
+    }, repeats)
+
+    print("end to end ...", file=sys.stderr)
+    run = load_run_config(compose_config())
+    precision = resolve_precision(run.hw.precision, torch.device("cpu"))
+    default_learner = ("bf16" if precision == Precision.bf16 else "fp32") + (
+        "_channels_last" if run.hw.channels_last else "")
+    e2e_windows = {
+        "ours": ours_e2e_window(e2e_steps, learning_starts, []),
+        "ours_async": ours_e2e_window(e2e_steps, learning_starts, ["hw.env_batch_size=4"]),
+    }
+    sb3 = sb3_e2e_window(e2e_steps, learning_starts)
+    if sb3 is not None:
+        e2e_windows["sb3"] = sb3
+    e2e_rates = interleaved(e2e_windows, repeats)
+
+    print("replay memory ...", file=sys.stderr)
+    bytes_per_transition, rss_before, rss_after = replay_memory()
+
+    med = {k: statistics.median(v) for k, v in {**env_rates, **learner_rates, **e2e_rates}.items()}
+    learner = med[default_learner]
+    e2e = max(med["ours"], med["ours_async"])
+    results.update({
+        "gym_env_steps_per_s": med["gym_single"],
+        "env_steps_per_s": max(med["collector_sync_8"], med["collector_async_8x4"]),
+        "learner_updates_per_s": learner,
+        "learner_variant": default_learner,
+        "e2e_steps_per_s": e2e,
+        "sb3_e2e_steps_per_s": med.get("sb3"),
+        "replay_bytes_per_transition": bytes_per_transition,
+        "replay_100k_peak_rss_bytes": rss_after,
+        "replay_100k_rss_increase_bytes": rss_after - rss_before,
+        "medians": med,
+        "samples": {**env_rates, **learner_rates, **e2e_rates},
+    })
+    ratios = {
+        "env_vs_gym": results["env_steps_per_s"] / med["gym_single"],
+        "e2e_vs_learner_bound": e2e / (4 * learner),
+        "e2e_vs_sb3": e2e / med["sb3"] if "sb3" in med else None,
+    }
+    results["ratios"] = ratios
+
+    rows = [
+        ("env only: one gymnasium env + Atari wrappers", med["gym_single"], "steps/s"),
+        ("env only: our collector, 8 envs sync", med["collector_sync_8"], "steps/s"),
+        ("env only: our collector, 8 envs async (batches of 4)", med["collector_async_8x4"],
+         "steps/s"),
+        *[(f"learner, batch 32 (sample + update): {k}", med[k], "updates/s")
+          for k in learner_rates],
+        ("end to end, ours (8 envs sync)", med["ours"], "env steps/s"),
+        ("end to end, ours (8 envs async, batches of 4)", med["ours_async"], "env steps/s"),
+        ("end to end, SB3 DQN CnnPolicy (1 env)", med.get("sb3", float("nan")), "env steps/s"),
+        ("replay bytes per transition (ours)", bytes_per_transition, "bytes"),
+        ("replay bytes per transition (SB3 / SB3 optimized / original)",
+         SB3_BYTES_PER_TRANSITION, f"/ {SB3_BYTES_PER_TRANSITION // 2} / "
+                                   f"{ORIGINAL_BYTES_PER_TRANSITION}"),
+        ("peak RSS with a filled 100k replay", rss_after / 2**20, "MiB"),
+    ]
+    print(f"\n{'what':<64}{'median':>12}  unit")
+    for name, value, unit in rows:
+        print(f"{name:<64}{value:>12.1f}  {unit}")
+    print(f"\nratios: env/gym {ratios['env_vs_gym']:.2f}x (target >= 2), "
+          f"e2e/(4 x learner {default_learner}) {ratios['e2e_vs_learner_bound']:.2f} "
+          f"(target >= 0.9), e2e/SB3 "
+          + (f"{ratios['e2e_vs_sb3']:.2f}x" if ratios["e2e_vs_sb3"] else "n/a")
+          + " (target >= 1.4)")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
