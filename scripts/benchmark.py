@@ -179,16 +179,21 @@ def sb3_e2e_window(steps: int, learning_starts: int) -> Callable[[], float] | No
 
 # ---- memory ---------------------------------------------------------------------------------
 REPLAY_MEMORY_PROBE = """
-import resource, numpy as np, torch
+import numpy as np, torch
 from dqn.replay import FrameReplayBuffer
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def peak_rss():  # VmHWM: this process's peak resident memory (ru_maxrss survives fork+exec)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+before = peak_rss()
 buf = FrameReplayBuffer(100_000, 8, (4, 84, 84), np.uint8, torch.device("cpu"), stacked=True)
 ids = np.arange(8)
 frames = np.random.default_rng(0).integers(0, 256, (8, 4, 84, 84), dtype=np.uint8)
 buf.start_episodes(ids, frames)
 for _ in range(100_000 // 8 + 8):
     buf.add(ids, np.zeros(8, int), np.zeros(8), np.zeros(8, bool), frames)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = peak_rss()
 nbytes = sum(a.nbytes for a in (buf.frames, buf.actions, buf.rewards, buf.dones,
                                 buf.episode_start, buf.valid))
 print(nbytes / buf.capacity, before * 1024, after * 1024)
