@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -14,6 +16,7 @@ from dqn.config import ConfigError
 log = logging.getLogger(__name__)
 
 FORMAT = "atari-dqn-checkpoint/1"
+REQUIRED_KEYS = ("config", "agent", "obs_shape", "n_actions", "env_steps")
 
 
 def save_checkpoint(payload: dict, path: Path) -> None:
@@ -41,16 +44,23 @@ def load_checkpoint(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Checkpoint {path} does not exist: give the path of a .pt file.")
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"Checkpoint {path} is truncated or corrupt (not a torch.save file).")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
         raise ConfigError(
-            f"Checkpoint {path} holds objects other than tensors and plain containers, or is "
-            f"corrupt, and was not loaded ({first})."
+            f"Checkpoint {path} holds a pickled object{what} other than tensors and plain "
+            "containers: it was refused, not executed."
         ) from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise ConfigError(f"Checkpoint {path} is truncated or corrupt ({e}).") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"Checkpoint {path} is truncated or corrupt ({first}).") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ConfigError(f"{path} is not an atari-dqn checkpoint (format {FORMAT} expected).")
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise ConfigError(f"Checkpoint {path} is incomplete: it lacks {', '.join(missing)}.")
     return payload

@@ -392,3 +392,22 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=overrides or [])
+
+
+def run_config_from_dict(config: dict, source: str) -> RunConfig:
+    """Rebuild a validated RunConfig from the plain dict a checkpoint stores."""
+    targets = {schema._target_: schema for schema in NETWORK_SCHEMAS.values()}
+    network = dict(config.get("network") or {})
+    schema = targets.get(network.get("_target_"))
+    if schema is None:
+        raise ConfigError(
+            f"{source} names network {network.get('_target_')!r}, which is not one of this "
+            "project's networks."
+        )
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), {**config, "network": {}})
+        cfg.network = OmegaConf.merge(OmegaConf.structured(schema), network)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "config"
+        raise ConfigError(f"{source} holds a config this version cannot read ({key}).") from None
+    return load_run_config(cfg)

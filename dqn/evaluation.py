@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from dqn.agent import DQNAgent
-from dqn.envs import Episode, EpisodeTracker
+from dqn.checkpoint import load_checkpoint
+from dqn.config import ConfigError, RunConfig, run_config_from_dict
+from dqn.envs import Episode, EpisodeTracker, make_vector_env
+from dqn.networks import build_network
 
 
 @dataclass
@@ -71,3 +76,98 @@ def evaluate(
                 finished.append(episode)
                 played[i] += 1
     return EvalResult(finished)
+
+
+@dataclass
+class EvalProtocol:
+    """How a saved agent is scored (Nature DQN protocol by default)."""
+
+    episodes: int = 30
+    epsilon: float = 0.05
+    noop_max: int = 30  # up to this many no-op steps at the start of each game
+    max_episode_frames: int = 108_000
+    repeat_action_probability: float = 0.0  # 0.25 for sticky actions (Machado et al.)
+    num_envs: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key, ok in (
+            ("episodes", self.episodes >= 1),
+            ("epsilon", 0 <= self.epsilon <= 1),
+            ("noop_max", self.noop_max >= 0),
+            ("max_episode_frames", self.max_episode_frames >= 1),
+            ("repeat_action_probability", 0 <= self.repeat_action_probability < 1),
+            ("num_envs", self.num_envs >= 1),
+        ):
+            if not ok:
+                raise ConfigError(f"{key}={getattr(self, key)} is out of range.")
+
+
+def load_agent(
+    path: Path, device: torch.device, env_id: str | None = None
+) -> tuple[DQNAgent, RunConfig, dict]:
+    """Rebuild the agent a checkpoint holds, with its run's config; ConfigError on a mismatch."""
+    payload = load_checkpoint(path)
+    run = run_config_from_dict(payload["config"], str(path))
+    if env_id is not None and env_id != run.env.id:
+        raise ConfigError(
+            f"Checkpoint {path} was trained on {run.env.id}, not {env_id}: evaluate it on "
+            f"{run.env.id} or pick a checkpoint trained on {env_id}."
+        )
+    n_actions = int(payload["n_actions"])
+    q_net = build_network(run.network, tuple(payload["obs_shape"]), n_actions)
+    try:
+        q_net.load_state_dict(payload["agent"]["q_net"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise ConfigError(
+            f"Checkpoint {path}'s weights do not fit the network its config names "
+            f"({type(q_net).__name__}): {first}"
+        ) from None
+    agent = DQNAgent(q_net, n_actions, run.agent, device)
+    return agent, run, payload
+
+
+def evaluate_checkpoint(
+    path: Path, protocol: EvalProtocol, device: torch.device, env_id: str | None = None
+) -> dict:
+    """Score a checkpoint with `protocol`; returns the figures `scripts/evaluate.py` writes."""
+    agent, run, payload = load_agent(path, device, env_id)
+    env_cfg = replace(
+        run.env,
+        noop_max=protocol.noop_max,
+        max_episode_frames=protocol.max_episode_frames,
+        repeat_action_probability=protocol.repeat_action_probability,
+    )
+    env = make_vector_env(env_cfg, min(protocol.num_envs, protocol.episodes))
+    expected = (tuple(payload["obs_shape"]), int(payload["n_actions"]))
+    found = (tuple(env.single_observation_space.shape), int(env.single_action_space.n))
+    if found != expected:
+        env.close()
+        raise ConfigError(
+            f"Checkpoint {path} expects observations {expected[0]} and {expected[1]} actions, "
+            f"but {run.env.id} here gives {found[0]} and {found[1]}."
+        )
+    try:
+        result = evaluate(agent, env, protocol.episodes, protocol.epsilon, protocol.seed)
+    finally:
+        env.close()
+    returns = result.returns
+    return {
+        "checkpoint": str(path),
+        "env": run.env.id,
+        "env_steps": int(payload["env_steps"]),
+        "mean": float(returns.mean()),
+        "std": float(returns.std()),
+        "min": float(returns.min()),
+        "max": float(returns.max()),
+        "first_life_mean": result.first_life_mean,
+        "episodes": len(returns),
+        "returns": returns.tolist(),
+        "protocol": {
+            **asdict(protocol),
+            "frame_skip": run.env.frame_skip,
+            "terminal_on_life_loss": False,
+            "scores": "raw game score of whole games (all lives), rewards not clipped",
+        },
+    }

@@ -1,0 +1,65 @@
+"""Score a saved agent: `python scripts/evaluate.py checkpoint=<path> [episodes=30 epsilon=0.05]`.
+
+Rebuilds env and network from the run's saved config, plays whole games with the stated
+protocol, prints mean, std, min and max, and writes them to `<checkpoint>.eval.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from dqn.config import ConfigError
+from dqn.evaluation import EvalProtocol, evaluate_checkpoint
+from dqn.trainer import resolve_device
+
+log = logging.getLogger("evaluate")
+
+
+@dataclass
+class EvaluateConfig(EvalProtocol):
+    """The evaluation protocol plus what to evaluate and where."""
+
+    checkpoint: str = MISSING
+    env_id: str | None = None  # refuse a checkpoint trained on another game
+    device: str = "cpu"
+
+
+ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> float:
+    """Evaluate, print the figures, write the JSON beside the checkpoint."""
+    try:
+        fields = OmegaConf.to_container(cfg, resolve=True)
+        path = Path(fields.pop("checkpoint"))
+        env_id = fields.pop("env_id")
+        device = resolve_device(fields.pop("device"))
+        protocol = EvalProtocol(**fields)
+        figures = evaluate_checkpoint(path, protocol, device, env_id)
+    except ConfigError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(2)
+    out = path.with_name(f"{path.stem}.eval.json")
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(
+        f"{figures['env']} after {figures['env_steps']} steps: "
+        f"{figures['mean']:.1f} +- {figures['std']:.1f} (min {figures['min']:.0f}, "
+        f"max {figures['max']:.0f}) over {figures['episodes']} games, first life "
+        f"{figures['first_life_mean']:.1f}; epsilon {protocol.epsilon}, up to "
+        f"{protocol.noop_max} no-ops, sticky {protocol.repeat_action_probability}\n"
+        f"wrote {out}"
+    )
+    return figures["mean"]
+
+
+if __name__ == "__main__":
+    main()
