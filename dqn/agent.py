@@ -42,7 +42,11 @@ class DQNAgent:
         if compile_mode is not None:
             self.online_fn = torch.compile(self.q_net, mode=compile_mode)
             self.target_fn = torch.compile(self.target_net, mode=compile_mode)
-        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        # The fused Adam kernel: one pass over all parameters (measured faster on CPU too).
+        self.optimizer = torch.optim.Adam(
+            self.q_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
+            fused=device.type in ("cpu", "cuda"),
+        )
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == Precision.fp16)
 
     def _autocast(self) -> AbstractContextManager:
@@ -81,7 +85,7 @@ class DQNAgent:
                 next_q_target = self.target_fn(next_obs).float()
                 next_q_online = self.online_fn(next_obs).float() if self.cfg.double_q else None
         target = td_target(
-            batch.rewards, batch.dones, self.cfg.gamma, next_q_target, next_q_online
+            batch.rewards, batch.dones, batch.discounts, next_q_target, next_q_online
         )
         q_taken = q.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
         if self.cfg.loss == Loss.huber:

@@ -121,6 +121,7 @@ class AgentConfig:
     lr: float = 1e-4
     adam_eps: float = 1.5e-4
     gamma: float = 0.99
+    n_step: int = 1  # n-step returns (Rainbow: 3)
     batch_size: int = 32
     buffer_size: int = 1_000_000  # transitions wanted; hw.replay_memory_gib may cap it
     learning_starts: int = 80_000  # env steps collected before the first update
@@ -140,6 +141,7 @@ class AgentConfig:
         _check(self.lr > 0, "agent.lr", f"must be > 0, got {self.lr}.")
         _check(self.adam_eps > 0, "agent.adam_eps", f"must be > 0, got {self.adam_eps}.")
         _check(0 < self.gamma <= 1, "agent.gamma", f"must be in (0, 1], got {self.gamma}.")
+        _check(self.n_step >= 1, "agent.n_step", f"must be >= 1, got {self.n_step}.")
         _check(self.batch_size >= 1, "agent.batch_size", f"must be >= 1, got {self.batch_size}.")
         _check(
             self.buffer_size >= self.batch_size,
@@ -195,6 +197,13 @@ class NatureCNNConfig:
             "network.features_dim",
             f"must be >= 1, got {self.features_dim}.",
         )
+
+
+@dataclass
+class DuelingCNNConfig(NatureCNNConfig):
+    """The Nature torso with a dueling value/advantage head (Wang et al. 2016)."""
+
+    _target_: str = "dqn.networks.DuelingCNN"
 
 
 @dataclass
@@ -302,7 +311,7 @@ class RunConfig:
 
     env: EnvConfig = MISSING
     agent: AgentConfig = MISSING
-    network: Any = MISSING  # NatureCNNConfig or MLPConfig, chosen by the `network` group
+    network: Any = MISSING  # one of NETWORK_SCHEMAS, chosen by the `network` group
     hw: HardwareConfig = MISSING
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -328,7 +337,11 @@ class RunConfig:
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
-NETWORK_SCHEMAS = {"nature_cnn": NatureCNNConfig, "mlp": MLPConfig}
+NETWORK_SCHEMAS = {
+    "nature_cnn": NatureCNNConfig,
+    "dueling_cnn": DuelingCNNConfig,
+    "mlp": MLPConfig,
+}
 
 
 def register_configs() -> None:
@@ -381,7 +394,7 @@ def check_network_target(network: object) -> None:
     if schema not in NETWORK_SCHEMAS.values() or network._target_ != schema._target_:
         raise ConfigError(
             f"network._target_={getattr(network, '_target_', None)!r} is not one of this "
-            "project's networks: choose one with network=nature_cnn or network=mlp."
+            f"project's networks: choose one of network={','.join(NETWORK_SCHEMAS)}."
         )
 
 

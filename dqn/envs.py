@@ -104,8 +104,8 @@ class ActionSubset(gym.vector.VectorActionWrapper):
 
 
 class NoopFireReset(gym.Wrapper):
-    """At reset: up to `noop_max` no-op frames, then one FIRE frame in games that have FIRE,
-    on the raw one-frame env, which is the order and frame count of ale-py's vector env.
+    """At reset: random no-op frames, then one FIRE frame in games that have FIRE, on the raw
+    one-frame env: the order and frame counts of ale-py's vector env.
     Goes under `AtariPreprocessing`, which reads the screen after this reset returns."""
 
     def __init__(self, env: AtariEnv, noop_max: int, fire: bool):
@@ -117,7 +117,9 @@ class NoopFireReset(gym.Wrapper):
         """Reset the game, then play the no-ops and the FIRE frame."""
         obs, info = self.env.reset(**kwargs)
         ale = self.env.unwrapped.ale
-        for _ in range(int(self.np_random.integers(0, self.noop_max + 1))):
+        # ale-py plays 0..noop_max-1 no-op frames, one fewer at most when FIRE follows.
+        high = self.noop_max - 1 if self.fire else self.noop_max
+        for _ in range(int(self.np_random.integers(0, high)) if high > 0 else 0):
             ale.act(ale_py.Action.NOOP)
         if self.fire:
             ale.act(ale_py.Action.FIRE)

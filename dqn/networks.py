@@ -45,6 +45,32 @@ class NatureCNN(nn.Module):
         return self.head(self.torso(x))
 
 
+class DuelingHead(nn.Module):
+    """Wang et al. (2016): Q = V + A - mean(A), from a value and an advantage stream."""
+
+    def __init__(self, in_dim: int, hidden: int, n_actions: int):
+        super().__init__()
+        self.value = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.advantage = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, n_actions)
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Q-values from torso features."""
+        advantage = self.advantage(features)
+        return self.value(features) + advantage - advantage.mean(dim=1, keepdim=True)
+
+
+class DuelingCNN(NatureCNN):
+    """The Nature torso with a dueling head (a value and an advantage stream of
+    `features_dim` units each)."""
+
+    def __init__(self, obs_shape: Sequence[int], n_actions: int, features_dim: int = 512):
+        super().__init__(obs_shape, n_actions, features_dim)
+        flat_dim = self.head[0].in_features
+        self.head = DuelingHead(flat_dim, features_dim, n_actions)
+
+
 class MLP(nn.Module):
     """Fully connected ReLU network for flat vector observations."""
 

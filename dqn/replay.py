@@ -38,6 +38,7 @@ class ReplaySamples(NamedTuple):
     rewards: torch.Tensor  # float32 (batch,)
     next_observations: torch.Tensor
     dones: torch.Tensor  # float32 (batch,), 1.0 = do not bootstrap
+    discounts: torch.Tensor  # float32 (batch,): gamma ** (steps to the next observation)
     indices: np.ndarray  # buffer slots of the transitions (for priorities and tests)
 
 
@@ -95,6 +96,11 @@ class FrameReplayBuffer:
 
     `obs_shape` is the env's observation: (S, H, W) for stacked frames (`stacked=True`), or any
     shape stored whole (`stacked=False`, e.g. CartPole's (4,)).
+
+    With `n_step` > 1 a sample is an n-step transition: the discounted rewards of up to
+    `n_step` steps of the same episode, the observation it reached and `gamma ** steps`. It is
+    shorter where the episode ended (done: no bootstrap), was truncated, or has not gone on yet
+    (both bootstrap from the last observation reached).
     """
 
     def __init__(
@@ -105,17 +111,21 @@ class FrameReplayBuffer:
         obs_dtype: np.dtype,
         device: torch.device,
         stacked: bool,
+        n_step: int = 1,
+        gamma: float = 0.99,
     ):
+        self.n_step = n_step
+        self.gamma = gamma
         self.stack = obs_shape[0] if stacked else 1
         self.stacked = stacked
         self.frame_shape = tuple(obs_shape[1:]) if stacked else tuple(obs_shape)
         self.num_envs = num_envs
         self.slots_per_env = capacity // num_envs
-        if self.slots_per_env < self.stack + 2:
+        if self.slots_per_env < self.stack + n_step + 1:
             raise ConfigError(
                 f"A replay of {capacity} transitions split over hw.num_envs={num_envs} envs "
-                f"leaves {self.slots_per_env} per env, fewer than {self.stack + 2}: raise "
-                "agent.buffer_size."
+                f"leaves {self.slots_per_env} per env, fewer than {self.stack + n_step + 1}: "
+                "raise agent.buffer_size."
             )
         self.capacity = self.slots_per_env * num_envs
         self.device = device
@@ -195,39 +205,58 @@ class FrameReplayBuffer:
     def get(self, indices: np.ndarray) -> ReplaySamples:
         """The transitions at `indices` with their stacks rebuilt, as tensors on the device."""
         env, slot = np.divmod(indices, self.slots_per_env)
-        # Frames k-S+1 .. k+1: the observation is the first S, the next observation the last S.
-        window = slot[:, None] + np.arange(-self.stack + 1, 2)
-        window %= self.slots_per_env
-        flat = env[:, None] * self.slots_per_env + window
-        host = self._host_frames((len(indices), self.stack + 1, *self.frame_shape))
-        window_frames = host.numpy()
-        np.take(self.frames.reshape(-1, *self.frame_shape), flat, axis=0, out=window_frames)
-        if self.stack > 1:
-            # Zero a frame when a later frame of the window (up to k) starts an episode. Slot
-            # k+1 never starts one, so the same mask serves the observation and the next one.
-            starts = self.episode_start.reshape(-1)[flat[:, 1 : self.stack]]
-            later_start = np.logical_or.accumulate(starts[:, ::-1], axis=1)[:, ::-1]
-            window_frames[:, : self.stack - 1][later_start] = 0
-        frames = host.to(self.device, non_blocking=True)
-        if self.device.type == "cuda":
+        steps, rewards, dones = self._n_step(env, slot)
+        next_slot = (slot + steps) % self.slots_per_env
+        host = self._host_frames((2, len(indices), self.stack, *self.frame_shape))
+        stacks = host.numpy()
+        self._gather_stack(env, slot, stacks[0])
+        self._gather_stack(env, next_slot, stacks[1])
+        # Asynchronous copies only from pinned memory on CUDA: elsewhere (MPS) a non-blocking
+        # copy may read host memory after it is freed.
+        cuda = self.device.type == "cuda"
+        frames = host.to(self.device, non_blocking=cuda)
+        if cuda:
             self._copied = torch.cuda.Event()
-            self._copied.record()
-        if self.stacked:
-            obs, next_obs = frames[:, :-1], frames[:, 1:]
-        else:
-            obs, next_obs = frames[:, 0], frames[:, 1]
+            self._copied.record(torch.cuda.current_stream(self.device))
+        obs, next_obs = (frames[0], frames[1]) if self.stacked else (frames[0, :, 0], frames[1, :, 0])
 
-        def scalars(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-            return torch.from_numpy(array[env, slot]).to(self.device, dtype, non_blocking=True)
+        def to_device(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+            return torch.from_numpy(array).to(self.device, dtype)
 
         return ReplaySamples(
             observations=obs,
-            actions=scalars(self.actions, torch.int64),
-            rewards=scalars(self.rewards, torch.float32),
+            actions=to_device(self.actions[env, slot], torch.int64),
+            rewards=to_device(rewards, torch.float32),
             next_observations=next_obs,
-            dones=scalars(self.dones, torch.float32),
+            dones=to_device(dones, torch.float32),
+            discounts=to_device(self.gamma**steps, torch.float32),
             indices=indices,
         )
+
+    def _n_step(self, env: np.ndarray, slot: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Steps taken (1..n), discounted reward sums and dones of the n-step transitions."""
+        ahead = (slot[:, None] + np.arange(self.n_step)) % self.slots_per_env
+        rewards = self.rewards[env[:, None], ahead]
+        dones = self.dones[env[:, None], ahead]
+        valid = self.valid[env[:, None], ahead]
+        # Step j goes on while the episode did (no done before it) and its transition exists.
+        alive = np.ones_like(valid)
+        for j in range(1, self.n_step):
+            alive[:, j] = alive[:, j - 1] & ~dones[:, j - 1] & valid[:, j]
+        steps = alive.sum(axis=1)
+        returns = (alive * rewards * self.gamma ** np.arange(self.n_step)).sum(axis=1)
+        return steps, returns, dones[np.arange(len(slot)), steps - 1]
+
+    def _gather_stack(self, env: np.ndarray, end: np.ndarray, out: np.ndarray) -> None:
+        """Write into `out` the stacks of frames ending at slots `end`; a frame is zeroed when a
+        later frame of its stack starts an episode (as the env pads its own stacks)."""
+        window = (end[:, None] + np.arange(-self.stack + 1, 1)) % self.slots_per_env
+        flat = env[:, None] * self.slots_per_env + window
+        np.take(self.frames.reshape(-1, *self.frame_shape), flat, axis=0, out=out)
+        if self.stack > 1:
+            starts = self.episode_start.reshape(-1)[flat[:, 1:]]
+            later_start = np.logical_or.accumulate(starts[:, ::-1], axis=1)[:, ::-1]
+            out[:, :-1][later_start] = 0
 
     def _host_frames(self, shape: tuple[int, ...]) -> torch.Tensor:
         """Host tensor that sampled frames are gathered into: on CUDA one pinned tensor, reused

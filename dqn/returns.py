@@ -28,20 +28,38 @@ def updates_owed(
     return gradient_steps * ((env_steps - learning_starts) // train_freq)
 
 
+def n_step_return(
+    rewards: list[float], dones: list[bool], gamma: float, n: int
+) -> tuple[float, int, bool]:
+    """Reference n-step return of one transition: (discounted reward sum, steps, done).
+
+    `rewards[j]`/`dones[j]` are those of the j-th step from the transition on, as far as the
+    same episode has gone; the sum stops after `n` steps or at the first done.
+    """
+    total, steps = 0.0, 0
+    for j in range(min(n, len(rewards))):
+        total += gamma**j * rewards[j]
+        steps += 1
+        if dones[j]:
+            return total, steps, True
+    return total, steps, False
+
+
 def td_target(
     rewards: torch.Tensor,
     dones: torch.Tensor,
-    gamma: float,
+    discounts: torch.Tensor | float,
     next_q_target: torch.Tensor,
     next_q_online: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One-step TD target `r + gamma * (1 - done) * Q_target(s', a*)`.
+    """TD target `r + discount * (1 - done) * Q_target(s', a*)`.
 
-    `a*` is the target network's argmax (DQN) or, when `next_q_online` is given, the online
+    For n-step transitions `r` is the discounted sum of their rewards and `discount` is
+    `gamma ** steps`; for one step it is `gamma`. `a*` is the target network's argmax (DQN) or, when `next_q_online` is given, the online
     network's argmax (Double DQN). `next_q_*` have shape (batch, actions); `dones` is 1.0 where
     the transition ended the episode for learning (never on truncation: that one bootstraps).
     """
     selector = next_q_target if next_q_online is None else next_q_online
     next_actions = selector.argmax(dim=1, keepdim=True)
     next_values = next_q_target.gather(1, next_actions).squeeze(1)
-    return rewards + gamma * (1.0 - dones) * next_values
+    return rewards + discounts * (1.0 - dones) * next_values

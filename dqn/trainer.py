@@ -127,7 +127,8 @@ class Trainer:
                 f"fewer than agent.batch_size={cfg.agent.batch_size}: raise it."
             )
         self.replay = FrameReplayBuffer(
-            capacity, cfg.hw.num_envs, obs_space.shape, obs_space.dtype, self.device, stacked
+            capacity, cfg.hw.num_envs, obs_space.shape, obs_space.dtype, self.device, stacked,
+            cfg.agent.n_step, cfg.agent.gamma,
         )
         self.collector = Collector(
             envs, self.replay, cfg.env.terminal_on_life_loss, cfg.env.clip_rewards

@@ -6,7 +6,7 @@ import torch
 
 from dqn.agent import DQNAgent
 from dqn.config import AgentConfig, Loss
-from dqn.networks import MLP, NatureCNN
+from dqn.networks import MLP, DuelingCNN, NatureCNN
 from dqn.replay import ReplaySamples
 
 
@@ -24,6 +24,7 @@ def fixed_batch() -> ReplaySamples:
         rewards=torch.ones(32),
         next_observations=torch.randn(32, 3, generator=g),
         dones=torch.ones(32),  # targets are the rewards: a regression the net can fit
+        discounts=torch.full((32,), 0.5),
         indices=np.arange(32),
     )
 
@@ -87,6 +88,7 @@ def test_bf16_autocast_and_channels_last_update_on_cpu():
         rewards=torch.ones(8),
         next_observations=torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8, generator=g),
         dones=torch.zeros(8),
+        discounts=torch.full((8,), 0.99),
         indices=np.arange(8),
     )
     before = agent.q_net.head[2].weight.clone()
@@ -107,3 +109,12 @@ def test_compiled_update_matches_eager():
         loss_eager = float(eager.update(batch)["td_loss"])
         loss_compiled = float(compiled_agent.update(batch)["td_loss"])
         assert loss_compiled == pytest.approx(loss_eager, rel=1e-4)
+
+
+def test_dueling_q_values_average_to_the_state_value():
+    net = DuelingCNN((4, 84, 84), 6)
+    frames = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    q = net(frames)
+    features = net.torso(frames.float() / 255.0)
+    assert q.shape == (3, 6)
+    assert torch.allclose(q.mean(dim=1, keepdim=True), net.head.value(features), atol=1e-5)

@@ -4,7 +4,14 @@ network runs a forward pass on its env's real observation shape."""
 import pytest
 import torch
 
-from dqn.config import EnvKind, HardwareConfig, MLPConfig, NatureCNNConfig, load_run_config
+from dqn.config import (
+    NETWORK_SCHEMAS,
+    EnvKind,
+    HardwareConfig,
+    MLPConfig,
+    NatureCNNConfig,
+    load_run_config,
+)
 from dqn.envs import make_vector_env
 from dqn.networks import build_network
 
@@ -13,14 +20,15 @@ from conftest import compose_config, group_options
 ENVS = group_options("env")
 AGENTS = group_options("agent")
 HWS = group_options("hw")
-NETWORK_FOR_KIND = {EnvKind.atari: "nature_cnn", EnvKind.classic: "mlp"}
+NETWORKS_FOR_KIND = {EnvKind.atari: ["nature_cnn", "dueling_cnn"], EnvKind.classic: ["mlp"]}
 
 
 def test_groups_have_the_options_the_readme_promises():
     assert {"space_invaders", "pong", "breakout", "cartpole"} <= set(ENVS)
     assert len([e for e in ENVS if e != "cartpole"]) >= 8
     assert {"cpu", "t4", "g6", "mps"} <= set(HWS)
-    assert {"nature_cnn", "mlp"} <= set(group_options("network"))
+    assert {"nature_cnn", "dueling_cnn", "mlp"} <= set(group_options("network"))
+    assert {"dqn", "double_dqn"} <= set(AGENTS)
     assert {"cartpole", "original"} <= set(group_options("experiment"))
 
 
@@ -35,21 +43,29 @@ def test_default_config_is_space_invaders_dqn_on_cpu():
     assert a.exploration_fraction == 0.1 and a.learning_starts == 80_000
 
 
+def sensible_networks(env: str) -> list[str]:
+    return NETWORKS_FOR_KIND[compose_config([f"env={env}"]).env.kind]
+
+
 @pytest.mark.parametrize("hw", HWS)
 @pytest.mark.parametrize("agent", AGENTS)
 @pytest.mark.parametrize("env", ENVS)
 def test_combination_composes_and_validates(env, agent, hw):
-    network = NETWORK_FOR_KIND[compose_config([f"env={env}"]).env.kind]
-    run = load_run_config(compose_config([f"env={env}", f"agent={agent}",
-                                          f"network={network}", f"hw={hw}"]))
-    assert isinstance(run.hw, HardwareConfig)
-    assert isinstance(run.network, NatureCNNConfig if network == "nature_cnn" else MLPConfig)
+    for network in sensible_networks(env):
+        run = load_run_config(compose_config([f"env={env}", f"agent={agent}",
+                                              f"network={network}", f"hw={hw}"]))
+        assert isinstance(run.hw, HardwareConfig)
+        assert isinstance(run.network, NETWORK_SCHEMAS[network])
 
 
 @pytest.mark.parametrize("env", ENVS)
 def test_network_forward_on_the_env_observation(env):
-    overrides = [f"env={env}"] + (["network=mlp"] if env == "cartpole" else [])
-    run = load_run_config(compose_config(overrides))
+    for network in sensible_networks(env):
+        check_forward(env, network)
+
+
+def check_forward(env: str, network: str) -> None:
+    run = load_run_config(compose_config([f"env={env}", f"network={network}"]))
     envs = make_vector_env(run.env, num_envs=2)
     try:
         obs, _ = envs.reset(seed=0)

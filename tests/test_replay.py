@@ -6,6 +6,7 @@ import torch
 
 from dqn.config import ConfigError
 from dqn.replay import FrameReplayBuffer, plan_capacity, transition_bytes
+from dqn.returns import n_step_return
 
 CPU = torch.device("cpu")
 
@@ -28,7 +29,8 @@ class NaiveStacker:
 
 def fill_with_random_episodes(buf, num_envs, steps, stack, frame_shape, seed):
     """Drive `buf` like the collector does, with random interleaving of envs and episode ends
-    (a NEXT_STEP reset after each), and record what a naive buffer would hold at each slot."""
+    (a NEXT_STEP reset after each), and record what a naive buffer would hold at each slot:
+    the n-step transition (buf.n_step, buf.gamma) that starts there."""
     rng = np.random.default_rng(seed)
     def new_frame():  # every frame unique and never all zeros
         return rng.integers(1, 256, size=frame_shape, dtype=np.uint8)
@@ -36,7 +38,8 @@ def fill_with_random_episodes(buf, num_envs, steps, stack, frame_shape, seed):
     stackers = [NaiveStacker(stack, frame_shape) for _ in range(num_envs)]
     obs = np.stack([s.reset(new_frame()) for s in stackers])
     buf.start_episodes(np.arange(num_envs), obs)
-    naive = {}
+    sequences = [[] for _ in range(num_envs)]  # per env: (slot, obs, a, r, next, done, episode)
+    episode = np.zeros(num_envs, dtype=int)
     ended = np.zeros(num_envs, dtype=bool)
     for _ in range(steps):
         env_ids = np.flatnonzero(rng.random(num_envs) < 0.6)  # envs report in any order
@@ -48,6 +51,7 @@ def fill_with_random_episodes(buf, num_envs, steps, stack, frame_shape, seed):
             buf.start_episodes(resetting, np.stack([stackers[e].reset(new_frame())
                                                     for e in resetting]))
             ended[resetting] = False
+            episode[resetting] += 1
         stepping = env_ids[~np.isin(env_ids, resetting)]
         if len(stepping) == 0:
             continue
@@ -58,28 +62,41 @@ def fill_with_random_episodes(buf, num_envs, steps, stack, frame_shape, seed):
         dones = rng.random(len(stepping)) < 0.05
         truncated = ~dones & (rng.random(len(stepping)) < 0.03)
         slots = buf.add(stepping, actions, rewards, dones, after)
-        for i, slot in enumerate(slots):
-            naive[int(slot)] = (before[i], actions[i], rewards[i], after[i], dones[i])
+        for i, (e, slot) in enumerate(zip(stepping, slots)):
+            sequences[e].append((int(slot), before[i], actions[i], rewards[i], after[i],
+                                 dones[i], episode[e]))
         ended[stepping] |= dones | truncated
+    naive = {}
+    for seq in sequences:
+        for i, (slot, obs, action, _, _, _, ep) in enumerate(seq):
+            ahead = [t for t in seq[i : i + buf.n_step]]
+            ahead = ahead[: next((j for j, t in enumerate(ahead) if t[6] != ep), len(ahead))]
+            total, steps, done = n_step_return([t[3] for t in ahead], [t[5] for t in ahead],
+                                               buf.gamma, buf.n_step)
+            naive[slot] = (obs, action, total, ahead[steps - 1][4], done, buf.gamma**steps)
     return naive
 
 
 def assert_matches_naive(buf, naive, indices):
     batch = buf.get(indices)
     for row, idx in enumerate(indices):
-        obs, action, reward, next_obs, done = naive[int(idx)]
+        obs, action, reward, next_obs, done, discount = naive[int(idx)]
         assert np.array_equal(batch.observations[row].numpy(), obs), idx
         assert np.array_equal(batch.next_observations[row].numpy(), next_obs), idx
         assert int(batch.actions[row]) == action
-        assert float(batch.rewards[row]) == reward
+        assert float(batch.rewards[row]) == pytest.approx(reward, rel=1e-5, abs=1e-6)
         assert float(batch.dones[row]) == float(done)
+        assert float(batch.discounts[row]) == pytest.approx(discount)
 
 
+@pytest.mark.parametrize("n_step", [1, 3])
 @pytest.mark.parametrize("num_envs,capacity,steps", [(1, 60, 40), (3, 90, 400), (4, 400, 3000)])
-def test_samples_equal_a_naive_buffer_with_several_envs_and_wraparound(num_envs, capacity, steps):
+def test_samples_equal_a_naive_buffer_with_several_envs_and_wraparound(
+    num_envs, capacity, steps, n_step
+):
     stack, frame_shape = 4, (3, 2)
     buf = FrameReplayBuffer(capacity, num_envs, (stack, *frame_shape), np.uint8, CPU,
-                            stacked=True)
+                            stacked=True, n_step=n_step, gamma=0.9)
     naive = fill_with_random_episodes(buf, num_envs, steps, stack, frame_shape, seed=capacity)
     rng = np.random.default_rng(0)
     sampled = np.concatenate([buf.sample_indices(64, rng) for _ in range(200)])

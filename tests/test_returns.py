@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from dqn.returns import exponential_schedule, linear_schedule, td_target, updates_owed
+from dqn.returns import (
+    exponential_schedule,
+    linear_schedule,
+    n_step_return,
+    td_target,
+    updates_owed,
+)
 
 
 def test_linear_schedule_hand_values():
@@ -48,3 +54,18 @@ def test_updates_are_owed_per_train_freq_counted_from_learning_starts():
     assert updates_owed(1256, 1000, 256, 128) == 128
     # Eight envs reporting at once owe the same as one env stepping eight times.
     assert updates_owed(1000 + 8 * 100, 1000, 4, 1) == 200
+
+
+def test_n_step_return_stops_at_done_and_at_the_end_of_what_was_played():
+    # 1 + 0.5 * 2 + 0.25 * 4 = 3, three steps, no done: bootstrap with 0.5 ** 3.
+    assert n_step_return([1, 2, 4, 8], [False] * 4, 0.5, 3) == (3.0, 3, False)
+    # A done on the second step ends the sum there.
+    assert n_step_return([1, 2, 4], [False, True, False], 0.5, 3) == (2.0, 2, True)
+    # Only two steps played so far (or truncated after two): a 2-step return that bootstraps.
+    assert n_step_return([1, 2], [False, False], 0.5, 3) == (2.0, 2, False)
+
+
+def test_td_target_takes_per_sample_discounts():
+    target = td_target(torch.tensor([3.0, 2.0]), torch.tensor([0.0, 0.0]),
+                       torch.tensor([0.125, 0.25]), torch.tensor([[8.0, 0.0], [4.0, 0.0]]))
+    assert target.tolist() == pytest.approx([4.0, 3.0])
