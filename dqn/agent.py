@@ -42,10 +42,12 @@ class DQNAgent:
         if compile_mode is not None:
             self.online_fn = torch.compile(self.q_net, mode=compile_mode)
             self.target_fn = torch.compile(self.target_net, mode=compile_mode)
-        # The fused Adam kernel: one pass over all parameters (measured faster on CPU too).
+        # Multi-tensor Adam (one kernel launch per step on CUDA: the fused one). On the CPU the
+        # fused kernel is faster still, but its float32 bias correction changes trajectories:
+        # the CartPole preset then solved 1 seed in 5 instead of 8 in 10.
+        fused = device.type == "cuda"
         self.optimizer = torch.optim.Adam(
-            self.q_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
-            fused=device.type in ("cpu", "cuda"),
+            self.q_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=fused, foreach=not fused
         )
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == Precision.fp16)
 
