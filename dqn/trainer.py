@@ -6,7 +6,6 @@ ratio the config gives, then the cadences (log, evaluate, checkpoint), all count
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math

@@ -6,7 +6,6 @@ Returns the final eval return, so Hydra sweepers can optimise it.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from pathlib import Path
 
