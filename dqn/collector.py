@@ -38,9 +38,7 @@ class Collector:
         """Start new games everywhere; returns the first observations and their env ids."""
         obs, info = self.envs.reset(seed=seed)
         env_ids = np.asarray(info.get("env_id", self._env_ids[: len(obs)]))
-        self.tracker.begin()
-        zeros = np.zeros(len(env_ids), dtype=bool)
-        self.tracker.step(env_ids, np.zeros(len(env_ids)), zeros, zeros, info.get("lives"))
+        self.tracker.begin(env_ids, info.get("lives"))
         self.replay.start_episodes(env_ids, obs)
         return obs, env_ids
 

@@ -378,8 +378,6 @@ def load_run_config(cfg: DictConfig) -> RunConfig:
         )
     try:
         run = OmegaConf.to_object(cfg)
-    except ConfigError:
-        raise
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or "config"
         msg = str(e).splitlines()[0]

@@ -238,9 +238,12 @@ class EpisodeTracker:
         self.starting = np.ones(num_envs, dtype=bool)  # next report is a first observation
         self.lives = np.zeros(num_envs, dtype=np.int64)
 
-    def begin(self) -> None:
-        """Expect every env's next report to be a first observation (call at `env.reset()`)."""
+    def begin(self, env_ids: np.ndarray, lives: np.ndarray | None) -> None:
+        """Record the first observations `env.reset()` returned for `env_ids`; every other env's
+        next report is expected to be a first observation too (asynchronous resets)."""
         self.starting[:] = True
+        no = np.zeros(len(env_ids), dtype=bool)
+        self.step(env_ids, np.zeros(len(env_ids)), no, no, lives)
 
     def step(
         self,

@@ -61,8 +61,7 @@ def evaluate(
     obs, info = env.reset(seed=seed)
     env_ids = np.arange(env.num_envs)
     tracker = EpisodeTracker(env.num_envs, terminal_on_life_loss=False)
-    no = np.zeros(env.num_envs, dtype=bool)
-    tracker.step(env_ids, np.zeros(env.num_envs), no, no, info.get("lives"))
+    tracker.begin(env_ids, info.get("lives"))
     quotas = episode_quotas(episodes, env.num_envs)
     finished: list[Episode] = []
     played = np.zeros(env.num_envs, dtype=np.int64)
@@ -91,16 +90,16 @@ class EvalProtocol:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for key, ok in (
-            ("episodes", self.episodes >= 1),
-            ("epsilon", 0 <= self.epsilon <= 1),
-            ("noop_max", self.noop_max >= 0),
-            ("max_episode_frames", self.max_episode_frames >= 1),
-            ("repeat_action_probability", 0 <= self.repeat_action_probability < 1),
-            ("num_envs", self.num_envs >= 1),
+        for key, ok, allowed in (
+            ("episodes", self.episodes >= 1, ">= 1"),
+            ("epsilon", 0 <= self.epsilon <= 1, "in [0, 1]"),
+            ("noop_max", self.noop_max >= 0, ">= 0"),
+            ("max_episode_frames", self.max_episode_frames >= 1, ">= 1"),
+            ("repeat_action_probability", 0 <= self.repeat_action_probability < 1, "in [0, 1)"),
+            ("num_envs", self.num_envs >= 1, ">= 1"),
         ):
             if not ok:
-                raise ConfigError(f"{key}={getattr(self, key)} is out of range.")
+                raise ConfigError(f"{key} must be {allowed}, got {getattr(self, key)}.")
 
 
 def load_agent(

@@ -35,23 +35,27 @@ log = logging.getLogger(__name__)
 EVAL_SEED_OFFSET = 1_000_000  # eval games never share seeds with training games
 
 
-def resolve_device(name: str, precision: Precision = Precision.fp32) -> torch.device:
-    """The torch device for `hw.device`, or ConfigError if this machine does not have it."""
+def resolve_device(
+    name: str, precision: Precision = Precision.fp32, key: str = "hw.device"
+) -> torch.device:
+    """The torch device for `name` (the value of config key `key`), or ConfigError if this
+    machine does not have it."""
+    cpu = "hw=cpu" if key == "hw.device" else f"{key}=cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(
-                f"hw.device={name} but PyTorch {torch.__version__} sees no CUDA GPU here: "
-                "use hw=cpu, or install a CUDA build of PyTorch on a machine with an NVIDIA GPU."
+                f"{key}={name} but PyTorch {torch.__version__} sees no CUDA GPU here: use "
+                f"{cpu}, or install a CUDA build of PyTorch on a machine with an NVIDIA GPU."
             )
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(
-                f"hw.device={name} but only {torch.cuda.device_count()} CUDA device(s) exist."
+                f"{key}={name} but only {torch.cuda.device_count()} CUDA device(s) exist."
             )
     elif name == "mps":
         if not torch.backends.mps.is_available():
             raise ConfigError(
-                "hw.device=mps but Apple's Metal backend is not available here: use hw=cpu."
+                f"{key}=mps but Apple's Metal backend is not available here: use {cpu}."
             )
         device = torch.device("mps")
     else:
@@ -317,7 +321,7 @@ class Trainer:
             "env": self.cfg.env.id,
             "env_steps": self.env_steps,
             "env_frames": self.env_steps * (
-                self.cfg.env.frame_skip if self.cfg.env.kind.value == "atari" else 1),
+                self.cfg.env.frame_skip if self.cfg.env.kind == EnvKind.atari else 1),
             "episodes": self.episodes,
             "updates": self.updates,
             "wall_seconds": round(wall_seconds, 2),

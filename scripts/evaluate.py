@@ -39,10 +39,14 @@ ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
 def main(cfg: DictConfig) -> float:
     """Evaluate, print the figures, write the JSON beside the checkpoint."""
     try:
+        if OmegaConf.is_missing(cfg, "checkpoint"):
+            raise ConfigError(
+                "checkpoint is required: give checkpoint=<run dir>/checkpoints/best.pt."
+            )
         fields = OmegaConf.to_container(cfg, resolve=True)
         path = Path(fields.pop("checkpoint"))
         env_id = fields.pop("env_id")
-        device = resolve_device(fields.pop("device"))
+        device = resolve_device(fields.pop("device"), key="device")
         protocol = EvalProtocol(**fields)
         figures = evaluate_checkpoint(path, protocol, device, env_id)
     except ConfigError as e:

@@ -86,3 +86,17 @@ def test_checkpoint_carrying_a_pickled_object_is_refused_never_executed(tmp_path
     assert result.returncode == 2
     assert "refused, not executed" in result.stderr
     assert "PWNED" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "checkpoint is required"),
+    (["episodes=0"], "episodes must be >= 1, got 0"),
+    pytest.param(["device=cuda"], "device=cuda but PyTorch", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="this machine has a CUDA GPU")),
+])
+def test_bad_evaluate_arguments_end_in_one_sentence(checkpoint, tmp_path, args, message):
+    if args:
+        args = [f"checkpoint={checkpoint}", *args]
+    result = run_evaluate(args, tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
