@@ -1,9 +1,12 @@
-"""The DQN agent: online and target Q-networks, epsilon-greedy acting, the TD update."""
+"""The DQN agent: online and target Q-networks, acting, and the TD update, with the Rainbow
+components as switches (Double-Q targets, n-step returns from the replay, prioritized-replay
+weights, noisy nets, C51 return distributions)."""
 
 from __future__ import annotations
 
 import copy
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import numpy as np
 import torch
@@ -11,14 +14,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from dqn.config import AgentConfig, Loss, Precision
+from dqn.networks import reset_noise
 from dqn.replay import ReplaySamples
-from dqn.returns import td_target
+from dqn.returns import categorical_projection, td_target
 
 AUTOCAST_DTYPES = {Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}
 
 
 class DQNAgent:
-    """Nature DQN (optionally Double DQN) on any Q-network from `dqn.networks`."""
+    """DQN and its Rainbow extensions on any Q-network from `dqn.networks`.
+
+    With `cfg.distributional` the network outputs return logits over `cfg.num_atoms` atoms
+    and Q-values are their expectations; the loss is the cross-entropy to the projected
+    target distribution. Otherwise the loss is Huber (or MSE) to the TD target.
+    """
 
     def __init__(
         self,
@@ -50,6 +59,7 @@ class DQNAgent:
             self.q_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=fused, foreach=not fused
         )
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == Precision.fp16)
+        self.support = torch.linspace(cfg.v_min, cfg.v_max, cfg.num_atoms, device=device)
 
     def _autocast(self) -> AbstractContextManager:
         return torch.autocast(
@@ -61,11 +71,17 @@ class DQNAgent:
     def _prepare(self, obs: torch.Tensor) -> torch.Tensor:
         return obs.contiguous(memory_format=self.memory_format) if obs.dim() == 4 else obs
 
+    def q_values(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Q-values (batch, actions) from the network's outputs (expected returns for C51)."""
+        if self.cfg.distributional:
+            return (outputs.float().softmax(dim=-1) * self.support).sum(dim=-1)
+        return outputs
+
     def greedy_actions(self, obs: np.ndarray) -> np.ndarray:
         """argmax_a Q(obs, a) for a batch of observations."""
         with torch.inference_mode(), self._autocast():
             x = self._prepare(torch.as_tensor(obs, device=self.device))
-            return self.q_net(x).argmax(dim=1).cpu().numpy()
+            return self.q_values(self.q_net(x)).argmax(dim=1).cpu().numpy()
 
     def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
         """Epsilon-greedy actions for a batch of observations."""
@@ -77,23 +93,52 @@ class DQNAgent:
         actions[explore] = rng.integers(0, self.n_actions, size=int(explore.sum()))
         return actions
 
-    def update(self, batch: ReplaySamples) -> dict[str, torch.Tensor]:
-        """One gradient step on a batch; returns detached metrics (no host sync)."""
+    @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Act with the mean weights of noisy layers (no exploration noise) inside the block."""
+        self.q_net.eval()
+        try:
+            yield
+        finally:
+            self.q_net.train()
+
+    def update(self, batch: ReplaySamples) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One gradient step on a batch. Returns detached metrics and each transition's new
+        priority signal (|TD error|, or the C51 loss), both left on the device (no host sync)."""
+        if self.cfg.noisy_nets:
+            reset_noise(self.q_net)
+            reset_noise(self.target_net)
         obs = self._prepare(batch.observations)
         next_obs = self._prepare(batch.next_observations)
         with self._autocast():
-            q = self.online_fn(obs).float()
+            outputs = self.online_fn(obs).float()
             with torch.no_grad():
-                next_q_target = self.target_fn(next_obs).float()
-                next_q_online = self.online_fn(next_obs).float() if self.cfg.double_q else None
-        target = td_target(
-            batch.rewards, batch.dones, batch.discounts, next_q_target, next_q_online
-        )
-        q_taken = q.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
-        if self.cfg.loss == Loss.huber:
-            loss = F.smooth_l1_loss(q_taken, target)
+                next_target = self.target_fn(next_obs).float()
+                next_online = self.online_fn(next_obs).float() if self.cfg.double_q else None
+        rows = torch.arange(len(batch.actions), device=self.device)
+        if self.cfg.distributional:
+            with torch.no_grad():
+                selector = next_target if next_online is None else next_online
+                next_actions = self.q_values(selector).argmax(dim=1)
+                next_probs = next_target[rows, next_actions].softmax(dim=-1)
+                target = categorical_projection(
+                    batch.rewards, batch.dones, batch.discounts, next_probs, self.support
+                )
+            log_probs = outputs[rows, batch.actions].log_softmax(dim=-1)
+            losses = -(target * log_probs).sum(dim=-1)
+            q_taken = (log_probs.exp() * self.support).sum(dim=-1)
+            priorities = losses
         else:
-            loss = F.mse_loss(q_taken, target)
+            target = td_target(
+                batch.rewards, batch.dones, batch.discounts, next_target, next_online
+            )
+            q_taken = outputs[rows, batch.actions]
+            if self.cfg.loss == Loss.huber:
+                losses = F.smooth_l1_loss(q_taken, target, reduction="none")
+            else:
+                losses = F.mse_loss(q_taken, target, reduction="none")
+            priorities = (target - q_taken).abs()
+        loss = (batch.weights * losses).mean()
 
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -102,7 +147,8 @@ class DQNAgent:
             nn.utils.clip_grad_norm_(self.q_net.parameters(), self.cfg.max_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return {"td_loss": loss.detach(), "q_values": q_taken.detach().mean()}
+        metrics = {"td_loss": loss.detach(), "q_values": q_taken.detach().mean()}
+        return metrics, priorities.detach()
 
     def sync_target(self) -> None:
         """Copy the online network's weights into the target network."""

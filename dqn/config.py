@@ -136,9 +136,52 @@ class AgentConfig:
     loss: Loss = Loss.huber
     max_grad_norm: float | None = 10.0  # null turns gradient clipping off
     double_q: bool = False  # Double DQN: online net picks the next action, target net values it
+    # Prioritized replay (Schaul et al. 2016), proportional: P(i) ~ (priority_i + eps) ** alpha.
+    prioritized_replay: bool = False
+    priority_alpha: float = 0.5  # 0 = uniform
+    priority_beta_start: float = 0.4  # importance-weight exponent, annealed to 1 over the run
+    priority_eps: float = 1e-6  # added to |TD error| so no transition is never replayed
+    # Noisy nets (Fortunato et al. 2018): learned noise in the head explores; epsilon-greedy
+    # exploration is off (eval keeps eval.epsilon).
+    noisy_nets: bool = False
+    noisy_std: float = 0.5  # initial sigma, scaled by 1/sqrt(fan-in)
+    # Distributional C51 (Bellemare et al. 2017): returns as a distribution over num_atoms
+    # evenly spaced atoms in [v_min, v_max] (clipped rewards: +-10).
+    distributional: bool = False
+    num_atoms: int = 51
+    v_min: float = -10.0
+    v_max: float = 10.0
+
+    def head_kwargs(self) -> dict:
+        """What the agent's switches ask of the network's head (`dqn.networks.QHead`)."""
+        return {
+            "noisy": self.noisy_nets,
+            "noisy_std": self.noisy_std,
+            "num_atoms": self.num_atoms if self.distributional else 1,
+        }
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "agent.lr", f"must be > 0, got {self.lr}.")
+        _check(
+            0 <= self.priority_alpha <= 1,
+            "agent.priority_alpha",
+            f"must be in [0, 1], got {self.priority_alpha}.",
+        )
+        _check(
+            0 <= self.priority_beta_start <= 1,
+            "agent.priority_beta_start",
+            f"must be in [0, 1], got {self.priority_beta_start}.",
+        )
+        _check(
+            self.priority_eps > 0, "agent.priority_eps", f"must be > 0, got {self.priority_eps}."
+        )
+        _check(self.noisy_std > 0, "agent.noisy_std", f"must be > 0, got {self.noisy_std}.")
+        _check(self.num_atoms >= 2, "agent.num_atoms", f"must be >= 2, got {self.num_atoms}.")
+        _check(
+            self.v_min < self.v_max,
+            "agent.v_min",
+            f"({self.v_min}) must be below agent.v_max ({self.v_max}).",
+        )
         _check(self.adam_eps > 0, "agent.adam_eps", f"must be > 0, got {self.adam_eps}.")
         _check(0 < self.gamma <= 1, "agent.gamma", f"must be in (0, 1], got {self.gamma}.")
         _check(self.n_step >= 1, "agent.n_step", f"must be >= 1, got {self.n_step}.")
@@ -190,6 +233,7 @@ class NatureCNNConfig:
 
     _target_: str = "dqn.networks.NatureCNN"
     features_dim: int = 512
+    dueling: bool = False  # value and advantage streams (Wang et al. 2016)
 
     def __post_init__(self) -> None:
         _check(
@@ -200,22 +244,16 @@ class NatureCNNConfig:
 
 
 @dataclass
-class DuelingCNNConfig(NatureCNNConfig):
-    """The Nature torso with a dueling value/advantage head (Wang et al. 2016)."""
-
-    _target_: str = "dqn.networks.DuelingCNN"
-
-
-@dataclass
 class MLPConfig:
     """A fully connected network for vector observations."""
 
     _target_: str = "dqn.networks.MLP"
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    dueling: bool = False  # the last hidden layer splits into value and advantage streams
 
     def __post_init__(self) -> None:
         _check(
-            all(size >= 1 for size in self.hidden_sizes),
+            len(self.hidden_sizes) >= 1 and all(size >= 1 for size in self.hidden_sizes),
             "network.hidden_sizes",
             f"must hold sizes >= 1, got {list(self.hidden_sizes)}.",
         )
@@ -276,6 +314,7 @@ class EvalConfig:
     episodes: int = 10  # games per evaluation (also for the final one)
     epsilon: float = 0.05  # epsilon-greedy during evaluation
     num_envs: int = 4  # parallel eval environments
+    video: bool = False  # a GIF of the first game, as the agent sees it, in TensorBoard
 
     def __post_init__(self) -> None:
         _check(
@@ -338,8 +377,7 @@ class RunConfig:
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 NETWORK_SCHEMAS = {
-    "nature_cnn": NatureCNNConfig,
-    "dueling_cnn": DuelingCNNConfig,
+    "nature_cnn": NatureCNNConfig,  # conf/network/dueling_cnn.yaml is this with dueling on
     "mlp": MLPConfig,
 }
 
@@ -392,7 +430,7 @@ def check_network_target(network: object) -> None:
     if schema not in NETWORK_SCHEMAS.values() or network._target_ != schema._target_:
         raise ConfigError(
             f"network._target_={getattr(network, '_target_', None)!r} is not one of this "
-            f"project's networks: choose one of network={','.join(NETWORK_SCHEMAS)}."
+            "project's networks: choose network=nature_cnn, dueling_cnn or mlp."
         )
 
 

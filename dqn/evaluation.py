@@ -11,9 +11,10 @@ import torch
 
 from dqn.agent import DQNAgent
 from dqn.checkpoint import load_checkpoint
-from dqn.config import ConfigError, RunConfig, run_config_from_dict
+from dqn.config import ConfigError, EnvBackend, EnvKind, RunConfig, run_config_from_dict
 from dqn.envs import Episode, EpisodeTracker, make_vector_env
 from dqn.networks import build_network
+from dqn.video import BestGameVideo, EpisodeRecorder
 
 
 @dataclass
@@ -54,26 +55,39 @@ def episode_quotas(episodes: int, num_envs: int) -> np.ndarray:
 
 
 def evaluate(
-    agent: DQNAgent, env: gym.vector.VectorEnv, episodes: int, epsilon: float, seed: int
+    agent: DQNAgent,
+    env: gym.vector.VectorEnv,
+    episodes: int,
+    epsilon: float,
+    seed: int,
+    recorder: EpisodeRecorder | None = None,
 ) -> EvalResult:
-    """Play `episodes` whole games with epsilon-greedy actions; env and policy seeded by `seed`."""
+    """Play `episodes` whole games with epsilon-greedy actions (noisy layers at their mean
+    weights); env and policy seeded by `seed`. A `recorder` sees every frame and game end."""
+    recorder = recorder or EpisodeRecorder()
     rng = np.random.default_rng(seed)
     obs, info = env.reset(seed=seed)
     env_ids = np.arange(env.num_envs)
+    recorder.capture(obs, env_ids)
     tracker = EpisodeTracker(env.num_envs, terminal_on_life_loss=False)
     tracker.begin(env_ids, info.get("lives"))
     quotas = episode_quotas(episodes, env.num_envs)
     finished: list[Episode] = []
     played = np.zeros(env.num_envs, dtype=np.int64)
-    while (played < quotas).any():
-        actions = agent.act(obs, epsilon, rng)
-        obs, rewards, terminated, truncated, info = env.step(actions)
-        outcome = tracker.step(env_ids, rewards, terminated, truncated, info.get("lives"))
-        for episode in outcome.episodes:
-            i = episode.env_index
-            if played[i] < quotas[i]:
-                finished.append(episode)
-                played[i] += 1
+    with agent.evaluating():
+        while (played < quotas).any():
+            actions = agent.act(obs, epsilon, rng)
+            obs, rewards, terminated, truncated, info = env.step(actions)
+            recorder.capture(obs, env_ids)
+            outcome = tracker.step(env_ids, rewards, terminated, truncated, info.get("lives"))
+            for episode in outcome.episodes:
+                i = episode.env_index
+                counted = played[i] < quotas[i]
+                recorder.finish(i, episode.episode_return, counted)
+                if counted:
+                    finished.append(episode)
+                    played[i] += 1
+    recorder.close()
     return EvalResult(finished)
 
 
@@ -114,7 +128,9 @@ def load_agent(
             f"{run.env.id} or pick a checkpoint trained on {env_id}."
         )
     n_actions = int(payload["n_actions"])
-    q_net = build_network(run.network, tuple(payload["obs_shape"]), n_actions)
+    q_net = build_network(
+        run.network, tuple(payload["obs_shape"]), n_actions, **run.agent.head_kwargs()
+    )
     try:
         q_net.load_state_dict(payload["agent"]["q_net"])
     except RuntimeError as e:
@@ -128,9 +144,14 @@ def load_agent(
 
 
 def evaluate_checkpoint(
-    path: Path, protocol: EvalProtocol, device: torch.device, env_id: str | None = None
+    path: Path,
+    protocol: EvalProtocol,
+    device: torch.device,
+    env_id: str | None = None,
+    video: Path | None = None,
 ) -> dict:
-    """Score a checkpoint with `protocol`; returns the figures `scripts/evaluate.py` writes."""
+    """Score a checkpoint with `protocol`; returns the figures `scripts/evaluate.py` writes.
+    With `video`, the best game is also written there as a full-colour mp4."""
     agent, run, payload = load_agent(path, device, env_id)
     env_cfg = replace(
         run.env,
@@ -138,6 +159,14 @@ def evaluate_checkpoint(
         max_episode_frames=protocol.max_episode_frames,
         repeat_action_probability=protocol.repeat_action_probability,
     )
+    if video is not None:
+        if run.env.kind != EnvKind.atari:
+            raise ConfigError(
+                f"video=true records Atari games, and checkpoint {path} plays {run.env.id}: "
+                "leave video off."
+            )
+        # The gymnasium backend gives the same frames (tested) and exposes the colour screen.
+        env_cfg = replace(env_cfg, backend=EnvBackend.gymnasium)
     env = make_vector_env(env_cfg, min(protocol.num_envs, protocol.episodes))
     expected = (tuple(payload["obs_shape"]), int(payload["n_actions"]))
     found = (tuple(env.single_observation_space.shape), int(env.single_action_space.n))
@@ -147,12 +176,14 @@ def evaluate_checkpoint(
             f"Checkpoint {path} expects observations {expected[0]} and {expected[1]} actions, "
             f"but {run.env.id} here gives {found[0]} and {found[1]}."
         )
+    recorder = None if video is None else BestGameVideo(env, video, fps=60 / run.env.frame_skip)
     try:
-        result = evaluate(agent, env, protocol.episodes, protocol.epsilon, protocol.seed)
+        result = evaluate(agent, env, protocol.episodes, protocol.epsilon, protocol.seed, recorder)
     finally:
         env.close()
     returns = result.returns
     return {
+        **({"video": str(video)} if video is not None else {}),
         "checkpoint": str(path),
         "env": run.env.id,
         "env_steps": int(payload["env_steps"]),

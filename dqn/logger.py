@@ -5,8 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
+
+from dqn.video import encode_gif
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -48,6 +52,21 @@ class RunLogger:
         """Write several scalars at one env step."""
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, step)
+
+    def video(self, tag: str, frames: list[np.ndarray], step: int, fps: float) -> None:
+        """An animated GIF in TensorBoard's Images tab (what `add_video` writes, without
+        needing moviepy)."""
+        if not frames:
+            return
+        height, width = frames[0].shape[:2]
+        image = Summary.Image(
+            height=height,
+            width=width,
+            colorspace=3 if frames[0].ndim == 3 else 1,
+            encoded_image_string=encode_gif(frames, fps),
+        )
+        summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+        self.writer._get_file_writer().add_summary(summary, step)
 
     def advance(self, steps: int, **postfix: object) -> None:
         """Move the progress bar by `steps` env steps; refresh its postfix when given."""

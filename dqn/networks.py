@@ -1,31 +1,140 @@
-"""Q-networks. Each takes `(obs_shape, n_actions, ...)` and maps a batch of observations to
-Q-values of shape (batch, n_actions); the network config's `_target_` picks the class."""
+"""Q-networks: a torso (convolutions or dense layers) and a head that outputs, per action,
+either a Q-value (batch, n_actions) or, with `num_atoms` > 1, the logits of a return
+distribution over fixed atoms (batch, n_actions, num_atoms). The head may be dueling
+(value + advantage streams) and may use noisy linear layers; the network config's `_target_`
+picks the torso, the agent's switches pick the head.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
+class NoisyLinear(nn.Module):
+    """A linear layer with learned, factorised Gaussian noise on its weights (Fortunato et al.
+    2018): w = mu_w + sigma_w * (f(e_out) f(e_in)^T), b = mu_b + sigma_b * f(e_out), with
+    f(x) = sign(x) sqrt(|x|). The noise is redrawn by `reset_noise`; in eval mode the layer
+    uses the mean weights only.
+
+    Because the noise is an outer product, x w^T = x mu_w^T + ((x * f(e_in)) sigma_w^T) * f(e_out):
+    the noisy weight matrix is never built, which saves two passes over it per forward and one
+    per backward (the layer is 3136 x 512 in the Atari head).
+    """
+
+    def __init__(self, in_features: int, out_features: int, std_init: float = 0.5):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight_mu = nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))
+        self.weight_sigma = nn.Parameter(torch.full((out_features, in_features), std_init * bound))
+        self.bias_mu = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
+        self.bias_sigma = nn.Parameter(torch.full((out_features,), std_init * bound))
+        self.register_buffer("noise_in", torch.zeros(in_features))
+        self.register_buffer("noise_out", torch.zeros(out_features))
+        self.reset_noise()
+
+    @property
+    def weight_epsilon(self) -> torch.Tensor:
+        """The weight noise f(e_out) f(e_in)^T (for inspection; forward never builds it)."""
+        return torch.outer(self.noise_out, self.noise_in)
+
+    @torch.no_grad()
+    def reset_noise(self) -> None:
+        """Draw new factorised noise (from torch's global generator, so runs are seeded)."""
+        for noise in (self.noise_in, self.noise_out):
+            x = torch.randn(noise.shape, device=noise.device)
+            noise.copy_(x.sign() * x.abs().sqrt())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Noisy weights in training mode, mean weights in eval mode."""
+        mean = F.linear(x, self.weight_mu, self.bias_mu)
+        if not self.training:
+            return mean
+        noise = F.linear(x * self.noise_in, self.weight_sigma, self.bias_sigma)
+        return mean + noise * self.noise_out
+
+
+class QHead(nn.Module):
+    """Hidden layer + output layer mapping torso features to per-action values or logits.
+
+    Dueling (Wang et al. 2016): separate value and advantage streams combined as
+    V + A - mean_a(A), per atom when the output is a distribution.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: int,
+        n_actions: int,
+        dueling: bool = False,
+        noisy: bool = False,
+        num_atoms: int = 1,
+        noisy_std: float = 0.5,
+    ):
+        super().__init__()
+        self.n_actions, self.num_atoms, self.dueling = n_actions, num_atoms, dueling
+
+        def linear(i: int, o: int) -> nn.Module:
+            return NoisyLinear(i, o, noisy_std) if noisy else nn.Linear(i, o)
+
+        def stream(outputs: int) -> nn.Sequential:
+            return nn.Sequential(linear(in_dim, hidden), nn.ReLU(), linear(hidden, outputs))
+
+        if dueling:
+            self.value = stream(num_atoms)
+            self.advantage = stream(n_actions * num_atoms)
+        else:
+            self.q = stream(n_actions * num_atoms)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(batch, n_actions) Q-values, or (batch, n_actions, num_atoms) logits."""
+        shape = (-1, self.n_actions, self.num_atoms)
+        if self.dueling:
+            advantage = self.advantage(features).view(shape)
+            value = self.value(features).view(-1, 1, self.num_atoms)
+            out = value + advantage - advantage.mean(dim=1, keepdim=True)
+        else:
+            out = self.q(features).view(shape)
+        return out.squeeze(-1) if self.num_atoms == 1 else out
+
+
+def reset_noise(module: nn.Module) -> None:
+    """Redraw the noise of every `NoisyLinear` in `module` (nothing if it has none)."""
+    for layer in module.modules():
+        if isinstance(layer, NoisyLinear):
+            layer.reset_noise()
+
+
 class NatureCNN(nn.Module):
-    """Mnih et al. (2015): conv 32x8x8/4, 64x4x4/2, 64x3x3/1, dense `features_dim`, linear head.
+    """Mnih et al. (2015): conv 32x8x8/4, 64x4x4/2, 64x3x3/1, dense `features_dim`, output.
 
     Takes uint8 frames of shape (stack, height, width) and scales them to [0, 1] itself, so
     the replay buffer keeps 1-byte pixels.
     """
 
-    def __init__(self, obs_shape: Sequence[int], n_actions: int, features_dim: int = 512):
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        n_actions: int,
+        features_dim: int = 512,
+        dueling: bool = False,
+        noisy: bool = False,
+        num_atoms: int = 1,
+        noisy_std: float = 0.5,
+    ):
         super().__init__()
         if len(obs_shape) != 3:
             raise ValueError(
                 f"NatureCNN needs image observations (stack, height, width), got shape "
                 f"{tuple(obs_shape)}: use network=mlp for vector observations"
             )
-        channels = obs_shape[0]
         self.torso = nn.Sequential(
-            nn.Conv2d(channels, 32, kernel_size=8, stride=4),
+            nn.Conv2d(obs_shape[0], 32, kernel_size=8, stride=4),
             nn.ReLU(),
             nn.Conv2d(32, 64, kernel_size=4, stride=2),
             nn.ReLU(),
@@ -35,47 +144,27 @@ class NatureCNN(nn.Module):
         )
         with torch.no_grad():
             flat_dim = self.torso(torch.zeros(1, *obs_shape)).shape[1]
-        self.head = nn.Sequential(
-            nn.Linear(flat_dim, features_dim), nn.ReLU(), nn.Linear(features_dim, n_actions)
-        )
+        self.head = QHead(flat_dim, features_dim, n_actions, dueling, noisy, num_atoms, noisy_std)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Q-values for a batch of uint8 (or already float) frame stacks."""
+        """Q-values (or return logits) for a batch of uint8 (or already float) frame stacks."""
         x = obs.float() / 255.0 if obs.dtype == torch.uint8 else obs
         return self.head(self.torso(x))
 
 
-class DuelingHead(nn.Module):
-    """Wang et al. (2016): Q = V + A - mean(A), from a value and an advantage stream."""
-
-    def __init__(self, in_dim: int, hidden: int, n_actions: int):
-        super().__init__()
-        self.value = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-        self.advantage = nn.Sequential(
-            nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, n_actions)
-        )
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Q-values from torso features."""
-        advantage = self.advantage(features)
-        return self.value(features) + advantage - advantage.mean(dim=1, keepdim=True)
-
-
-class DuelingCNN(NatureCNN):
-    """The Nature torso with a dueling head (a value and an advantage stream of
-    `features_dim` units each)."""
-
-    def __init__(self, obs_shape: Sequence[int], n_actions: int, features_dim: int = 512):
-        super().__init__(obs_shape, n_actions, features_dim)
-        flat_dim = self.head[0].in_features
-        self.head = DuelingHead(flat_dim, features_dim, n_actions)
-
-
 class MLP(nn.Module):
-    """Fully connected ReLU network for flat vector observations."""
+    """Fully connected ReLU network for flat vector observations; its last hidden layer is
+    the head's (so it can be dueling or noisy)."""
 
     def __init__(
-        self, obs_shape: Sequence[int], n_actions: int, hidden_sizes: Sequence[int] = (256, 256)
+        self,
+        obs_shape: Sequence[int],
+        n_actions: int,
+        hidden_sizes: Sequence[int] = (256, 256),
+        dueling: bool = False,
+        noisy: bool = False,
+        num_atoms: int = 1,
+        noisy_std: float = 0.5,
     ):
         super().__init__()
         if len(obs_shape) != 1:
@@ -83,28 +172,35 @@ class MLP(nn.Module):
                 f"MLP needs vector observations, got shape {tuple(obs_shape)}: "
                 "use network=nature_cnn for image observations"
             )
+        if len(hidden_sizes) < 1:
+            raise ValueError("MLP needs at least one hidden layer (network.hidden_sizes)")
         layers: list[nn.Module] = []
         width = obs_shape[0]
-        for hidden in hidden_sizes:
+        for hidden in hidden_sizes[:-1]:
             layers += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
-        layers.append(nn.Linear(width, n_actions))
-        self.net = nn.Sequential(*layers)
+        self.torso = nn.Sequential(*layers)
+        self.head = QHead(
+            width, hidden_sizes[-1], n_actions, dueling, noisy, num_atoms, noisy_std
+        )
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Q-values for a batch of observation vectors."""
-        return self.net(obs.float())
+        """Q-values (or return logits) for a batch of observation vectors."""
+        return self.head(self.torso(obs.float()))
 
 
-def build_network(network_cfg: object, obs_shape: Sequence[int], n_actions: int) -> nn.Module:
-    """Instantiate the configured network (its `_target_`) for an env's observations."""
+def build_network(
+    network_cfg: object, obs_shape: Sequence[int], n_actions: int, **head: object
+) -> nn.Module:
+    """Instantiate the configured network (its `_target_`) for an env's observations; `head`
+    passes the agent's head switches (`noisy`, `num_atoms`, `noisy_std`)."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     from dqn.config import ConfigError
 
     try:
-        return instantiate(network_cfg, obs_shape=tuple(obs_shape), n_actions=n_actions)
+        return instantiate(network_cfg, obs_shape=tuple(obs_shape), n_actions=n_actions, **head)
     except InstantiationException as e:
         cause = e.__cause__
         if isinstance(cause, ValueError):

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from dqn.config import ConfigError
+from dqn.returns import importance_weights
+from dqn.sumtree import SumTree
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class ReplaySamples(NamedTuple):
     next_observations: torch.Tensor
     dones: torch.Tensor  # float32 (batch,), 1.0 = do not bootstrap
     discounts: torch.Tensor  # float32 (batch,): gamma ** (steps to the next observation)
+    weights: torch.Tensor  # float32 (batch,): importance weights (all 1 for uniform replay)
     indices: np.ndarray  # buffer slots of the transitions (for priorities and tests)
 
 
@@ -179,8 +182,10 @@ class FrameReplayBuffer:
         self._write(env_ids, next_obs, starts=False)
         return env_ids * self.slots_per_env + slots
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> ReplaySamples:
-        """Uniformly sample `batch_size` transitions (with replacement)."""
+    def sample(
+        self, batch_size: int, rng: np.random.Generator, beta: float = 1.0
+    ) -> ReplaySamples:
+        """Uniformly sample `batch_size` transitions (with replacement); `beta` is unused."""
         return self.get(self.sample_indices(batch_size, rng))
 
     def sample_indices(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
@@ -230,6 +235,7 @@ class FrameReplayBuffer:
             next_observations=next_obs,
             dones=to_device(dones, torch.float32),
             discounts=to_device(self.gamma**steps, torch.float32),
+            weights=torch.ones(len(indices), device=self.device),
             indices=indices,
         )
 
@@ -268,3 +274,54 @@ class FrameReplayBuffer:
         if self._pinned is None or self._pinned.shape != shape:
             self._pinned = torch.empty(shape, dtype=self._torch_dtype).pin_memory()
         return self._pinned
+
+
+class PrioritizedFrameReplayBuffer(FrameReplayBuffer):
+    """Proportional prioritized replay (Schaul et al. 2016) on the frame-once buffer.
+
+    A sum tree over the buffer's slots holds each transition's priority (|TD error| + eps) **
+    alpha; a slot that cannot be sampled (no transition yet, an episode's last observation, a
+    ring's oldest S-1 slots whose history is overwritten) holds 0. New transitions get the
+    largest priority seen so far, so each is replayed soon after it is stored.
+    """
+
+    def __init__(self, *args, alpha: float = 0.5, eps: float = 1e-6, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.alpha, self.eps = alpha, eps
+        self.tree = SumTree(self.capacity)
+        self.max_priority = 1.0
+
+    def _write(self, env_ids: np.ndarray, obs: np.ndarray, starts: bool) -> None:
+        super()._write(env_ids, obs, starts)
+        # The new frame's slot has no transition yet, and the slot S-1 ahead (now the ring's
+        # oldest whole stack but one) has lost the first frame of its history.
+        slots = self.pos[env_ids]
+        stale = [slots] + ([(slots + self.stack - 1) % self.slots_per_env] if self.stack > 1 else [])
+        self.tree.set(np.concatenate([env_ids * self.slots_per_env + s for s in stale]), 0.0)
+
+    def add(self, env_ids, actions, rewards, dones, next_obs) -> np.ndarray:
+        """Store transitions as `FrameReplayBuffer.add` does, at the largest priority so far."""
+        env_ids = np.asarray(env_ids)
+        # As in uniform sampling, a ring's first S-1 slots are never drawn.
+        whole_history = self.written[env_ids] >= self.stack
+        indices = super().add(env_ids, actions, rewards, dones, next_obs)
+        self.tree.set(indices[whole_history], self.max_priority)
+        return indices
+
+    def sample(
+        self, batch_size: int, rng: np.random.Generator, beta: float = 1.0
+    ) -> ReplaySamples:
+        """`batch_size` transitions drawn in proportion to priority, with importance weights
+        `(N * P(i)) ** -beta` normalised by the batch's largest."""
+        indices = self.tree.sample(batch_size, rng)
+        probabilities = self.tree.get(indices) / self.tree.total
+        weights = importance_weights(probabilities, max(len(self), 1), beta)
+        batch = self.get(indices)
+        return batch._replace(weights=torch.from_numpy(weights).to(self.device))
+
+    def update_priorities(self, indices: np.ndarray, errors: np.ndarray) -> None:
+        """Set the priorities of sampled transitions from their new TD errors (or losses)."""
+        priorities = (np.abs(errors) + self.eps) ** self.alpha
+        still_valid = self.tree.get(indices) > 0  # not overwritten since they were sampled
+        self.tree.set(indices[still_valid], priorities[still_valid])
+        self.max_priority = max(self.max_priority, float(priorities.max()))

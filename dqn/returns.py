@@ -1,7 +1,9 @@
-"""Pure maths of DQN: exploration schedules and TD targets, testable by hand."""
+"""Pure maths of DQN: schedules, TD targets, n-step returns, the C51 projection and
+prioritized replay's importance weights, each testable by hand."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -63,3 +65,33 @@ def td_target(
     next_actions = selector.argmax(dim=1, keepdim=True)
     next_values = next_q_target.gather(1, next_actions).squeeze(1)
     return rewards + discounts * (1.0 - dones) * next_values
+
+
+def categorical_projection(
+    rewards: torch.Tensor,
+    dones: torch.Tensor,
+    discounts: torch.Tensor | float,
+    next_probs: torch.Tensor,
+    support: torch.Tensor,
+) -> torch.Tensor:
+    """C51's target distribution (Bellemare et al. 2017): the next state's distribution
+    `next_probs` (batch, atoms) over the evenly spaced `support`, moved to
+    `r + discount * (1 - done) * z`, clipped to the support's ends and split between the two
+    nearest atoms in proportion to closeness. Returns (batch, atoms) probabilities.
+    """
+    v_min, v_max = support[0], support[-1]
+    delta = (v_max - v_min) / (len(support) - 1)
+    discounts = torch.as_tensor(discounts, dtype=rewards.dtype, device=rewards.device)
+    shifted = rewards[:, None] + (discounts * (1.0 - dones))[:, None] * support[None, :]
+    position = (shifted.clamp(v_min, v_max) - v_min) / delta  # (batch, atoms) in atom units
+    atoms = torch.arange(len(support), device=support.device, dtype=position.dtype)
+    # Atom j receives 1 - |position - j| of each source atom's mass, if that is positive.
+    share = (1.0 - (position[:, :, None] - atoms[None, None, :]).abs()).clamp(min=0.0)
+    return (next_probs[:, :, None] * share).sum(dim=1)
+
+
+def importance_weights(probabilities: np.ndarray, size: int, beta: float) -> np.ndarray:
+    """Prioritized replay's correction `(size * P(i)) ** -beta`, divided by the batch's largest
+    weight so that updates only ever shrink (Schaul et al. 2016)."""
+    weights = (size * np.asarray(probabilities, dtype=np.float64)) ** -beta
+    return (weights / weights.max()).astype(np.float32)

@@ -30,7 +30,7 @@ from dqn.envs import make_vector_env
 from dqn.logger import RunLogger
 from dqn.networks import NatureCNN
 from dqn.replay import FrameReplayBuffer
-from dqn.trainer import Trainer, resolve_precision
+from dqn.trainer import Trainer, keep_freed_memory, resolve_precision
 
 GAME = "space_invaders"
 SB3_BYTES_PER_TRANSITION = 2 * 4 * 84 * 84  # obs + next_obs stacks (28,224 when optimized)
@@ -113,7 +113,7 @@ def learner_window(
     def window() -> float:
         start = time.perf_counter()
         for _ in range(updates):
-            metrics = agent.update(replay.sample(32, rng))
+            metrics, _ = agent.update(replay.sample(32, rng))
         float(metrics["td_loss"])  # wait for the last update
         return updates / (time.perf_counter() - start)
 
@@ -216,6 +216,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    keep_freed_memory()  # as the trainer does (the SB3 subprocess runs without it)
     repeats = args.repeats or (3 if args.quick else 5)
     env_steps, updates, e2e_steps = (2000, 100, 600) if args.quick else (5000, 300, 2000)
     learning_starts = 1000 if args.quick else 2000

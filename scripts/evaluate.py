@@ -1,7 +1,8 @@
 """Score a saved agent: `python scripts/evaluate.py checkpoint=<path> [episodes=30 epsilon=0.05]`.
 
 Rebuilds env and network from the run's saved config, plays whole games with the stated
-protocol, prints mean, std, min and max, and writes them to `<checkpoint>.eval.json`.
+protocol, prints mean, std, min and max, and writes them to `<checkpoint>.eval.json`; with
+`video=true` also the best game as `<checkpoint>.best.mp4` (full colour, plays in a browser).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class EvaluateConfig(EvalProtocol):
     checkpoint: str = MISSING
     env_id: str | None = None  # refuse a checkpoint trained on another game
     device: str = "cpu"
+    video: bool = False  # write the best game as an mp4 beside the checkpoint
 
 
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
@@ -47,8 +49,9 @@ def main(cfg: DictConfig) -> float:
         path = Path(fields.pop("checkpoint"))
         env_id = fields.pop("env_id")
         device = resolve_device(fields.pop("device"), key="device")
+        video = path.with_name(f"{path.stem}.best.mp4") if fields.pop("video") else None
         protocol = EvalProtocol(**fields)
-        figures = evaluate_checkpoint(path, protocol, device, env_id)
+        figures = evaluate_checkpoint(path, protocol, device, env_id, video)
     except ConfigError as e:
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -60,7 +63,7 @@ def main(cfg: DictConfig) -> float:
         f"max {figures['max']:.0f}) over {figures['episodes']} games, first life "
         f"{figures['first_life_mean']:.1f}; epsilon {protocol.epsilon}, up to "
         f"{protocol.noop_max} no-ops, sticky {protocol.repeat_action_probability}\n"
-        f"wrote {out}"
+        f"wrote {out}" + (f" and {video} (best game)" if video else "")
     )
     return figures["mean"]
 

@@ -6,7 +6,7 @@ import torch
 
 from dqn.agent import DQNAgent
 from dqn.config import AgentConfig, Loss
-from dqn.networks import MLP, DuelingCNN, NatureCNN
+from dqn.networks import MLP, NatureCNN
 from dqn.replay import ReplaySamples
 
 
@@ -25,6 +25,7 @@ def fixed_batch() -> ReplaySamples:
         next_observations=torch.randn(32, 3, generator=g),
         dones=torch.ones(32),  # targets are the rewards: a regression the net can fit
         discounts=torch.full((32,), 0.5),
+        weights=torch.ones(32),
         indices=np.arange(32),
     )
 
@@ -44,20 +45,20 @@ def test_epsilon_zero_is_greedy_and_epsilon_one_is_uniform():
 def test_update_fits_a_fixed_batch_and_target_sync_copies_weights():
     agent = make_agent()
     batch = fixed_batch()
-    first = float(agent.update(batch)["td_loss"])
+    first = float(agent.update(batch)[0]["td_loss"])
     for _ in range(300):
-        last = float(agent.update(batch)["td_loss"])
+        last = float(agent.update(batch)[0]["td_loss"])
     assert last < 0.05 * first
-    assert not torch.equal(agent.q_net.net[0].weight, agent.target_net.net[0].weight)
+    assert not torch.equal(agent.q_net.head.q[0].weight, agent.target_net.head.q[0].weight)
     agent.sync_target()
-    assert torch.equal(agent.q_net.net[0].weight, agent.target_net.net[0].weight)
+    assert torch.equal(agent.q_net.head.q[0].weight, agent.target_net.head.q[0].weight)
 
 
 @pytest.mark.parametrize("double_q", [False, True])
 def test_update_regresses_on_the_td_target_of_its_variant(double_q):
     """The loss of an update is the squared error to the target built here by hand."""
     agent = make_agent(double_q=double_q, gamma=0.5, loss=Loss.mse)
-    agent.target_net.net[-1].bias.data += torch.tensor([0.0, 3.0])  # target net != online
+    agent.target_net.head.q[-1].bias.data += torch.tensor([0.0, 3.0])  # target net != online
     batch = fixed_batch()._replace(dones=torch.zeros(32))
     with torch.no_grad():
         q = agent.q_net(batch.observations).gather(1, batch.actions[:, None]).squeeze(1)
@@ -65,7 +66,7 @@ def test_update_regresses_on_the_td_target_of_its_variant(double_q):
         chooser = agent.q_net(batch.next_observations) if double_q else next_target
         next_value = next_target.gather(1, chooser.argmax(1, keepdim=True)).squeeze(1)
         expected = ((q - (batch.rewards + 0.5 * next_value)) ** 2).mean()
-    assert float(agent.update(batch)["td_loss"]) == pytest.approx(float(expected), rel=1e-5)
+    assert float(agent.update(batch)[0]["td_loss"]) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_nature_cnn_scales_uint8_frames_inside():
@@ -74,13 +75,17 @@ def test_nature_cnn_scales_uint8_frames_inside():
     assert torch.allclose(net(frames), net(frames.float() / 255.0))
 
 
-def test_bf16_autocast_and_channels_last_update_on_cpu():
-    """The reduced-precision path the GPU hw groups use, exercised on the CPU."""
+@pytest.mark.parametrize("rainbow", [False, True])
+def test_bf16_autocast_and_channels_last_update_on_cpu(rainbow):
+    """The reduced-precision path the GPU hw groups use, exercised on the CPU, for DQN and
+    for the Rainbow head (dueling, noisy, C51)."""
     from dqn.config import Precision
 
     torch.manual_seed(0)
-    agent = DQNAgent(NatureCNN((4, 84, 84), 6), 6, AgentConfig(double_q=True),
-                     torch.device("cpu"), Precision.bf16, channels_last=True)
+    switches = dict(distributional=True, noisy_nets=True, prioritized_replay=True) if rainbow else {}
+    cfg = AgentConfig(double_q=True, **switches)
+    net = NatureCNN((4, 84, 84), 6, dueling=rainbow, **cfg.head_kwargs())
+    agent = DQNAgent(net, 6, cfg, torch.device("cpu"), Precision.bf16, channels_last=True)
     g = torch.Generator().manual_seed(0)
     batch = ReplaySamples(
         observations=torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8, generator=g),
@@ -89,13 +94,16 @@ def test_bf16_autocast_and_channels_last_update_on_cpu():
         next_observations=torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8, generator=g),
         dones=torch.zeros(8),
         discounts=torch.full((8,), 0.99),
+        weights=torch.rand(8, generator=g),
         indices=np.arange(8),
     )
-    before = agent.q_net.head[2].weight.clone()
-    metrics = agent.update(batch)
+    last = agent.q_net.head.advantage[2].weight_mu if rainbow else agent.q_net.head.q[2].weight
+    before = last.clone()
+    metrics, priorities = agent.update(batch)
     assert torch.isfinite(metrics["td_loss"])
-    assert not torch.equal(before, agent.q_net.head[2].weight)
-    assert agent.q_net.head[2].weight.dtype == torch.float32  # master weights stay fp32
+    assert priorities.shape == (8,) and bool((priorities >= 0).all())
+    assert not torch.equal(before, last)
+    assert last.dtype == torch.float32  # master weights stay fp32
     assert agent.greedy_actions(batch.observations.numpy()).shape == (8,)
 
 
@@ -106,15 +114,44 @@ def test_compiled_update_matches_eager():
                               compile_mode="default")
     batch = fixed_batch()._replace(dones=torch.zeros(32))
     for _ in range(3):
-        loss_eager = float(eager.update(batch)["td_loss"])
-        loss_compiled = float(compiled_agent.update(batch)["td_loss"])
+        loss_eager = float(eager.update(batch)[0]["td_loss"])
+        loss_compiled = float(compiled_agent.update(batch)[0]["td_loss"])
         assert loss_compiled == pytest.approx(loss_eager, rel=1e-4)
 
 
 def test_dueling_q_values_average_to_the_state_value():
-    net = DuelingCNN((4, 84, 84), 6)
+    net = NatureCNN((4, 84, 84), 6, dueling=True)
     frames = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
     q = net(frames)
     features = net.torso(frames.float() / 255.0)
     assert q.shape == (3, 6)
     assert torch.allclose(q.mean(dim=1, keepdim=True), net.head.value(features), atol=1e-5)
+
+
+def test_noisy_linear_noise_is_factorised_and_off_in_eval_mode():
+    from dqn.networks import NoisyLinear
+
+    torch.manual_seed(0)
+    layer = NoisyLinear(5, 3)
+    x = torch.randn(4, 5)
+    assert torch.linalg.matrix_rank(layer.weight_epsilon) == 1  # f(e_out) f(e_in)^T
+    noisy = layer(x)
+    layer.reset_noise()
+    assert not torch.allclose(noisy, layer(x))  # new noise, new outputs
+    layer.eval()
+    assert torch.allclose(layer(x), x @ layer.weight_mu.T + layer.bias_mu)
+
+
+def test_distributional_update_fits_a_fixed_batch():
+    torch.manual_seed(0)
+    cfg = AgentConfig(lr=1e-3, distributional=True, num_atoms=21, v_min=-2.0, v_max=2.0,
+                      noisy_nets=True, double_q=True)
+    agent = DQNAgent(MLP((3,), 2, hidden_sizes=[32], dueling=True, **cfg.head_kwargs()), 2,
+                     cfg, torch.device("cpu"))
+    batch = fixed_batch()  # every transition ends with reward 1: Z is 1 with certainty
+    first = float(agent.update(batch)[0]["td_loss"])
+    for _ in range(1000):
+        metrics, priorities = agent.update(batch)
+    assert float(metrics["td_loss"]) < 0.2 * first
+    assert float(metrics["q_values"]) == pytest.approx(1.0, abs=0.1)
+    assert priorities.shape == (32,)

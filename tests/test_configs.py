@@ -55,26 +55,30 @@ def test_combination_composes_and_validates(env, agent, hw):
         run = load_run_config(compose_config([f"env={env}", f"agent={agent}",
                                               f"network={network}", f"hw={hw}"]))
         assert isinstance(run.hw, HardwareConfig)
-        assert isinstance(run.network, NETWORK_SCHEMAS[network])
+        schema = "mlp" if network == "mlp" else "nature_cnn"
+        assert isinstance(run.network, NETWORK_SCHEMAS[schema])
+        assert run.network.dueling == (network == "dueling_cnn" or agent == "rainbow")
 
 
 @pytest.mark.parametrize("env", ENVS)
 def test_network_forward_on_the_env_observation(env):
     for network in sensible_networks(env):
-        check_forward(env, network)
+        for agent in ("dqn", "rainbow"):
+            check_forward(env, network, agent)
 
 
-def check_forward(env: str, network: str) -> None:
-    run = load_run_config(compose_config([f"env={env}", f"network={network}"]))
+def check_forward(env: str, network: str, agent: str) -> None:
+    run = load_run_config(compose_config([f"env={env}", f"network={network}", f"agent={agent}"]))
     envs = make_vector_env(run.env, num_envs=2)
     try:
         obs, _ = envs.reset(seed=0)
         net = build_network(run.network, envs.single_observation_space.shape,
-                            envs.single_action_space.n)
+                            envs.single_action_space.n, **run.agent.head_kwargs())
         q = net(torch.as_tensor(obs))
     finally:
         envs.close()
-    assert q.shape == (2, envs.single_action_space.n)
+    atoms = (run.agent.num_atoms,) if run.agent.distributional else ()
+    assert q.shape == (2, envs.single_action_space.n, *atoms)
     assert torch.isfinite(q).all()
 
 

@@ -1,9 +1,12 @@
 """The maths, against hand-computed values."""
 
+import numpy as np
 import pytest
 import torch
 
 from dqn.returns import (
+    categorical_projection,
+    importance_weights,
     exponential_schedule,
     linear_schedule,
     n_step_return,
@@ -69,3 +72,49 @@ def test_td_target_takes_per_sample_discounts():
     target = td_target(torch.tensor([3.0, 2.0]), torch.tensor([0.0, 0.0]),
                        torch.tensor([0.125, 0.25]), torch.tensor([[8.0, 0.0], [4.0, 0.0]]))
     assert target.tolist() == pytest.approx([4.0, 3.0])
+
+
+def test_categorical_projection_hand_values():
+    support = torch.tensor([0.0, 1.0, 2.0])
+    next_probs = torch.tensor([
+        [1.0, 0.0, 0.0],  # all mass at 0, moved to 0.5: split evenly between atoms 0 and 1
+        [0.2, 0.3, 0.5],  # episode over: everything lands on the reward, 1
+        [0.0, 0.0, 1.0],  # mass at 2, discounted by 0.5 to 1
+        [0.2, 0.3, 0.5],  # reward -5 pushes all mass below v_min: clipped onto atom 0
+        [0.2, 0.3, 0.5],  # +1 shifts to 1, 2, 3: the 3 is clipped onto atom 2
+    ])
+    rewards = torch.tensor([0.5, 1.0, 0.0, -5.0, 1.0])
+    dones = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0])
+    discounts = torch.tensor([1.0, 1.0, 0.5, 1.0, 1.0])
+    target = categorical_projection(rewards, dones, discounts, next_probs, support)
+    expected = torch.tensor([
+        [0.5, 0.5, 0.0],
+        [0.0, 1.0, 0.0],
+        [0.0, 1.0, 0.0],
+        [1.0, 0.0, 0.0],
+        [0.0, 0.2, 0.8],
+    ])
+    assert torch.allclose(target, expected, atol=1e-6)
+
+
+def test_categorical_projection_keeps_mass_and_the_mean_inside_the_support():
+    g = torch.Generator().manual_seed(0)
+    support = torch.linspace(-10, 10, 51)
+    logits = torch.randn(64, 51, generator=g)
+    logits[:, support.abs() > 6] = -torch.inf  # so that no atom is shifted past +-10
+    next_probs = torch.softmax(logits, dim=1)
+    rewards = torch.rand(64, generator=g) * 2 - 1
+    discounts = torch.full((64,), 0.99**3)
+    dones = (torch.rand(64, generator=g) < 0.2).float()
+    target = categorical_projection(rewards, dones, discounts, next_probs, support)
+    assert torch.allclose(target.sum(dim=1), torch.ones(64), atol=1e-5)
+    # Where nothing is clipped, the projection keeps the mean: r + discount * (1 - done) E[Z'].
+    mean = rewards + discounts * (1 - dones) * (next_probs * support).sum(dim=1)
+    assert torch.allclose((target * support).sum(dim=1), mean, atol=1e-4)
+
+
+def test_importance_weights_hand_values():
+    probabilities = np.array([0.5, 0.25, 0.25])
+    assert np.allclose(importance_weights(probabilities, 4, 1.0), [0.5, 1.0, 1.0])
+    assert np.allclose(importance_weights(probabilities, 4, 0.5), [2**-0.5, 1.0, 1.0])
+    assert np.allclose(importance_weights(probabilities, 4, 0.0), [1.0, 1.0, 1.0])

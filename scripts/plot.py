@@ -1,0 +1,151 @@
+"""Learning curves from TensorBoard logs: `python scripts/plot.py <run or sweep dir>... [--out F]`.
+
+Finds every run under the given directories (a directory with TensorBoard event files), reads
+one scalar (eval/episodic_return by default), groups runs whose Hydra overrides differ only in
+`seed`, and draws each group's mean with a min-max band across seeds, against emulator frames
+and against wall-clock hours. Saves a PNG (default: curves.png in the first directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+log = logging.getLogger("plot")
+
+
+@dataclass
+class Curve:
+    """One run's scalar series."""
+
+    run_dir: Path
+    label: str  # the run's overrides without its seed: runs that share it are seeds of one setup
+    frames: np.ndarray
+    hours: np.ndarray  # wall-clock hours since the run's first event
+    values: np.ndarray
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Directories under `paths` (or the paths themselves) that hold TensorBoard event files."""
+    runs = set()
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist")
+        runs.update(f.parent for f in path.rglob("events.out.tfevents.*"))
+    return sorted(runs)
+
+
+def frames_per_step(run_dir: Path) -> int:
+    """Emulator frames per env step for the run (its Hydra config says; 1 when unknown)."""
+    config_file = run_dir / ".hydra" / "config.yaml"
+    if not config_file.exists():
+        return 1
+    env = (yaml.safe_load(config_file.read_text()) or {}).get("env", {})
+    return int(env.get("frame_skip", 1)) if env.get("kind", "atari") == "atari" else 1
+
+
+def run_label(run_dir: Path) -> str:
+    """The run's command-line overrides except `seed` (hydra.* ones left out too)."""
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    if not overrides_file.exists():
+        return run_dir.name
+    overrides = yaml.safe_load(overrides_file.read_text()) or []
+    kept = [o for o in overrides if not o.split("=")[0].lstrip("+~").startswith(("seed", "hydra"))]
+    return " ".join(kept) or "defaults"
+
+
+def read_curve(run_dir: Path, tag: str) -> Curve | None:
+    """The `tag` series of one run, or None if the run never logged it."""
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    if tag not in events.Tags().get("scalars", []):
+        return None
+    scalars = events.Scalars(tag)
+    # A resumed run may log a step twice (before and after the restart): keep the latest.
+    latest = {s.step: s for s in sorted(scalars, key=lambda s: s.wall_time)}
+    points = [latest[step] for step in sorted(latest)]
+    start = min(s.wall_time for s in scalars)
+    return Curve(
+        run_dir=run_dir,
+        label=run_label(run_dir),
+        frames=np.array([p.step for p in points], dtype=np.float64) * frames_per_step(run_dir),
+        hours=np.array([(p.wall_time - start) / 3600 for p in points]),
+        values=np.array([p.value for p in points]),
+    )
+
+
+def group_band(curves: list[Curve], x: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, min and max across `curves` on a shared grid of `x` ("frames" or "hours"): each
+    curve is interpolated over the range all of them cover."""
+    end = min(getattr(c, x)[-1] for c in curves)
+    grid = np.unique(np.concatenate([getattr(c, x) for c in curves]))
+    grid = grid[grid <= end]
+    values = np.stack([np.interp(grid, getattr(c, x), c.values) for c in curves])
+    return grid, values.mean(axis=0), values.min(axis=0), values.max(axis=0)
+
+
+def plot(curves: list[Curve], tag: str, out: Path) -> None:
+    """Two panels (vs frames, vs hours), one line and band per group of seeds."""
+    groups: dict[str, list[Curve]] = {}
+    for curve in curves:
+        groups.setdefault(curve.label, []).append(curve)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    for (label, members), color in zip(sorted(groups.items()), plt.cm.tab10.colors * 10):
+        name = f"{label} ({len(members)} seed{'s' if len(members) > 1 else ''})"
+        for ax, x in zip(axes, ("frames", "hours")):
+            grid, mean, low, high = group_band(members, x)
+            ax.plot(grid, mean, color=color, label=name)
+            if len(members) > 1:
+                ax.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
+    axes[0].set_xlabel("emulator frames")
+    axes[1].set_xlabel("wall-clock hours")
+    for ax in axes:
+        ax.set_ylabel(tag)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small", loc="best")
+    fig.suptitle(f"{tag}: mean and min-max band across seeds")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, read the runs, write the PNG."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", type=Path, help="run or sweep directories")
+    parser.add_argument("--tag", default="eval/episodic_return", help="TensorBoard scalar")
+    parser.add_argument("--out", type=Path, help="PNG to write (default: <first>/curves.png)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        runs = find_runs(args.paths)
+    except FileNotFoundError as e:
+        print(f"Error: {e}: give a run directory or a sweep directory.", file=sys.stderr)
+        return 2
+    curves = [c for c in (read_curve(r, args.tag) for r in runs) if c is not None]
+    if not curves:
+        print(
+            f"Error: no run under {', '.join(map(str, args.paths))} logged {args.tag}: "
+            "check the directory and --tag.",
+            file=sys.stderr,
+        )
+        return 2
+    out = args.out or args.paths[0] / "curves.png"
+    plot(curves, args.tag, out)
+    log.info("%d runs in %d groups -> %s", len(curves), len({c.label for c in curves}), out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
