@@ -178,8 +178,12 @@ class Trainer:
 
     # ---- schedules -------------------------------------------------------------------------
     def epsilon(self) -> float:
-        """Exploration rate at the current env step (0 with noisy nets: the noise explores)."""
+        """Exploration rate at the current env step: 1 (uniformly random actions) before
+        `learning_starts`, as in SB3 and Dopamine; then the schedule, or 0 with noisy nets,
+        whose learned noise explores."""
         a = self.cfg.agent
+        if self.env_steps < a.learning_starts:
+            return 1.0
         if a.noisy_nets:
             return 0.0
         if a.exploration_schedule == ExplorationSchedule.exponential:
