@@ -7,8 +7,11 @@ import os
 import pickle
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
+import numpy as np
 import torch
 
 from dqn.config import ConfigError
@@ -19,24 +22,76 @@ FORMAT = "atari-dqn-checkpoint/1"
 REQUIRED_KEYS = ("config", "agent", "obs_shape", "n_actions", "env_steps")
 
 
-def save_checkpoint(payload: dict, path: Path) -> None:
-    """Write `payload` to `path` atomically: a crash leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+def previous_path(path: Path) -> Path:
+    """Where the checkpoint that `path` replaced is kept (`last.pt` -> `last.prev.pt`)."""
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def _fsync_dir(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], None], keep_previous: bool) -> None:
+    """Write through `write` into a temporary file, fsync it, then move it to `path`; with
+    `keep_previous`, the file it replaces becomes `previous_path(path)`. A crash or a full disk
+    leaves the old file (or the previous one) whole; the temporary file is removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if keep_previous and path.exists():
+            os.replace(path, previous_path(path))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def save_checkpoint(payload: dict, path: Path, keep_previous: bool = False) -> None:
+    """Write `payload` to `path` atomically: a crash leaves the old file or the new one (and,
+    with `keep_previous`, the one before it as `last.prev.pt`)."""
+    _write_atomically(
+        path, lambda f: torch.save({"format": FORMAT, **payload}, f), keep_previous
+    )
+
+
+def save_arrays(arrays: dict[str, np.ndarray], path: Path) -> None:
+    """Write numpy arrays to an uncompressed `.npz` atomically (no pickled objects)."""
+    _write_atomically(path, lambda f: np.savez(f, **arrays), keep_previous=False)
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Read what `save_arrays` wrote; ConfigError naming the file if it is damaged."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise ConfigError(f"{path} is truncated or corrupt ({e}).") from None
+
+
+def load_latest(checkpoint_dir: Path, name: str = "last.pt") -> tuple[dict, Path] | None:
+    """The newest readable of `<name>` and its previous version, with its path; None if there
+    is neither. A damaged file is reported in one sentence and skipped."""
+    candidates = [checkpoint_dir / name, previous_path(checkpoint_dir / name)]
+    existing = [path for path in candidates if path.exists()]
+    errors = []
+    for path in existing:
+        try:
+            return load_checkpoint(path), path
+        except ConfigError as e:
+            log.warning("%s Falling back to the previous checkpoint.", e)
+            errors.append(str(e))
+    if errors:
+        raise ConfigError(" ".join(errors) + " No readable checkpoint is left to resume from.")
+    return None
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -33,6 +33,8 @@ class Collector:
         self._pending: np.ndarray | None = None  # actions of a gymnasium env's next step
         self._env_ids = np.arange(envs.num_envs)
         self.split_step = hasattr(envs.unwrapped, "send")  # ale-py: send now, recv later
+        # All envs step together (not ale-py's asynchronous batches): results are reproducible.
+        self.synchronous = getattr(envs.unwrapped, "batch_size", envs.num_envs) == envs.num_envs
 
     def reset(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Start new games everywhere; returns the first observations and their env ids."""

@@ -329,9 +329,11 @@ class EvalConfig:
 
 @dataclass
 class CheckpointConfig:
-    """When `checkpoints/last.pt` is written (also at the end and on Ctrl-C)."""
+    """When `checkpoints/last.pt` is written (also at the end, on Ctrl-C and on SIGTERM), and
+    whether the replay buffer is saved with it (`checkpoints/replay.npz`, uint8, no pickle)."""
 
     interval_steps: int = 100_000
+    save_replay: bool = False  # without it, a resumed run refills the buffer for the burn-in
 
     def __post_init__(self) -> None:
         _check(
@@ -357,6 +359,7 @@ class RunConfig:
     seed: int = 1
     total_steps: int = 10_000_000  # env steps (agent steps summed over environments)
     log_interval_steps: int = 1_000  # env steps between scalar writes
+    resume: str | None = None  # a run directory to continue from its checkpoints/last.pt
 
     def __post_init__(self) -> None:
         _check(self.total_steps >= 1, "total_steps", f"must be >= 1, got {self.total_steps}.")
@@ -374,6 +377,11 @@ class RunConfig:
         )
 
 
+# What a resumed run may change: how long it runs, on what, and how it logs and saves. Any other
+# key (env, agent, network, seed) must equal the checkpoint's.
+CHANGEABLE_ON_RESUME = ("total_steps", "log_interval_steps", "resume", "hw.", "eval.",
+                        "checkpoint.")
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 NETWORK_SCHEMAS = {
@@ -384,6 +392,10 @@ NETWORK_SCHEMAS = {
 
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore (call before composing)."""
+    # `${if_set:a,b,c}` is b when a is set, else c (conf/config.yaml: `resume=` picks the dir).
+    OmegaConf.register_new_resolver(
+        "if_set", lambda value, then, otherwise: then if value else otherwise, replace=True
+    )
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=RunConfig)
     for name, schema in NETWORK_SCHEMAS.items():
@@ -441,6 +453,35 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=overrides or [])
+
+
+def config_for_resume(resume: str, overridden: dict[str, Any]) -> RunConfig:
+    """The config of the run in directory `resume` (from its checkpoint), with the changes the
+    user typed (`overridden`: key -> composed value) to keys a resumed run may change."""
+    from dqn.checkpoint import load_latest
+
+    run_dir = Path(resume)
+    found = load_latest(run_dir / "checkpoints") if run_dir.is_dir() else None
+    if found is None:
+        raise ConfigError(
+            f"resume={resume} holds no checkpoints/last.pt: give the directory of a run "
+            "(the one that has checkpoints/ in it)."
+        )
+    config = found[0]["config"]
+    for key, value in overridden.items():
+        if not (key.startswith(CHANGEABLE_ON_RESUME) or key in CHANGEABLE_ON_RESUME):
+            raise ConfigError(
+                f"resume= continues a run as it was configured: {key} cannot change (only "
+                "total_steps, log_interval_steps, hw, eval and checkpoint keys can)."
+            )
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    run = run_config_from_dict(config, str(found[1]))
+    run.resume = str(run_dir)
+    return run
 
 
 def run_config_from_dict(config: dict, source: str) -> RunConfig:

@@ -34,8 +34,12 @@ def hparams_markdown(config: dict) -> str:
 class RunLogger:
     """Writes TensorBoard events into the run directory and drives the progress bar."""
 
-    def __init__(self, run_dir: Path, total_steps: int, initial_step: int = 0):
-        self.writer = SummaryWriter(log_dir=str(run_dir))
+    def __init__(
+        self, run_dir: Path, total_steps: int, initial_step: int = 0, purge_step: int | None = None
+    ):
+        # purge_step: a resumed run drops the events its previous process wrote after the
+        # checkpoint it resumes from, so no curve has a duplicated tail.
+        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
         self.bar = tqdm(
             total=total_steps,
             initial=initial_step,
@@ -73,6 +77,10 @@ class RunLogger:
         self.bar.update(steps)
         if postfix:
             self.bar.set_postfix(postfix, refresh=False)
+
+    def flush(self) -> None:
+        """Write pending events to disk."""
+        self.writer.flush()
 
     def close(self) -> None:
         """Flush events to disk and close the bar."""

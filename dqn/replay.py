@@ -264,6 +264,21 @@ class FrameReplayBuffer:
             later_start = np.logical_or.accumulate(starts[:, ::-1], axis=1)[:, ::-1]
             out[:, :-1][later_start] = 0
 
+    STATE = ("frames", "actions", "rewards", "dones", "episode_start", "valid", "pos", "written")
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The buffer's contents as numpy arrays (for `dqn.checkpoint.save_arrays`)."""
+        return {name: getattr(self, name) for name in self.STATE}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what `state_dict` returned; ValueError if it is another buffer's."""
+        for name in self.STATE:
+            current = getattr(self, name)
+            if name not in state or state[name].shape != current.shape:
+                found = state[name].shape if name in state else "nothing"
+                raise ValueError(f"replay {name}: expected shape {current.shape}, found {found}")
+            current[...] = state[name]
+
     def _host_frames(self, shape: tuple[int, ...]) -> torch.Tensor:
         """Host tensor that sampled frames are gathered into: on CUDA one pinned tensor, reused
         once its previous copy to the GPU has finished; elsewhere a fresh one."""
@@ -318,6 +333,22 @@ class PrioritizedFrameReplayBuffer(FrameReplayBuffer):
         weights = importance_weights(probabilities, max(len(self), 1), beta)
         batch = self.get(indices)
         return batch._replace(weights=torch.from_numpy(weights).to(self.device))
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The buffer's contents plus the sum tree and the largest priority."""
+        return {
+            **super().state_dict(),
+            "tree": self.tree.nodes,
+            "max_priority": np.array(self.max_priority),
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what `state_dict` returned."""
+        super().load_state_dict(state)
+        if "tree" not in state or state["tree"].shape != self.tree.nodes.shape:
+            raise ValueError("replay tree: the snapshot holds no matching priorities")
+        self.tree.nodes[...] = state["tree"]
+        self.max_priority = float(state["max_priority"])
 
     def update_priorities(self, indices: np.ndarray, errors: np.ndarray) -> None:
         """Set the priorities of sampled transitions from their new TD errors (or losses)."""

@@ -10,8 +10,12 @@ import ctypes
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +24,20 @@ from omegaconf import OmegaConf
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dqn.agent import DQNAgent
-from dqn.checkpoint import save_checkpoint
+from dqn.checkpoint import load_arrays, load_latest, save_arrays, save_checkpoint
 from dqn.collector import Collector
-from dqn.config import ConfigError, EnvKind, ExplorationSchedule, Precision, RunConfig
-from dqn.envs import make_vector_env
+from dqn.config import (
+    CHANGEABLE_ON_RESUME,
+    MAX_SEED,
+    ConfigError,
+    EnvKind,
+    ExplorationSchedule,
+    Precision,
+    RunConfig,
+)
+from dqn.envs import Episode, make_vector_env
 from dqn.evaluation import EvalResult, evaluate
-from dqn.logger import RunLogger
+from dqn.logger import RunLogger, flatten
 from dqn.networks import build_network
 from dqn.replay import FrameReplayBuffer, PrioritizedFrameReplayBuffer, plan_capacity
 from dqn.returns import exponential_schedule, linear_schedule, updates_owed
@@ -110,8 +122,79 @@ def crossed(before: int, after: int, every: int) -> bool:
     return after // every > before // every
 
 
+REPLAY_SNAPSHOT = "replay.npz"
+
+
+class Terminated(Exception):
+    """SIGTERM arrived: the run checkpoints and stops."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (a full disk); the message says what survived."""
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into `Terminated` inside the block, unless someone (submitit, a launcher)
+    has installed their own handler: theirs is left alone. Only in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: save in peace
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGTERM) in (handler, signal.SIG_IGN):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextmanager
+def sigterm_ignored() -> Iterator[None]:
+    """Hold off our SIGTERM handling while a checkpoint is written (another handler, such as
+    submitit's, is left alone); a SIGTERM that arrives meanwhile is raised right after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    current = signal.getsignal(signal.SIGTERM)
+    if not callable(current) or getattr(current, "__module__", None) != __name__:
+        yield
+        return
+    pending: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, current)
+        if pending:
+            current(signal.SIGTERM, None)
+
+
+def check_same_run(saved: dict, current: dict, path: Path) -> None:
+    """ConfigError naming the first key, other than those a resumed run may change, whose
+    value differs between a checkpoint's config and this run's."""
+    old, new = flatten(saved), flatten(current)
+    for key in sorted(set(old) | set(new)):
+        if key.startswith(CHANGEABLE_ON_RESUME) or key in CHANGEABLE_ON_RESUME:
+            continue
+        if old.get(key) != new.get(key):
+            raise ConfigError(
+                f"{path} was written with {key}={old.get(key)!r} but this run has "
+                f"{key}={new.get(key)!r}: resume with the same value, or start a new run "
+                "directory."
+            )
+
+
 class Trainer:
-    """Owns one training run in `run_dir` (Hydra's output directory)."""
+    """Owns one training run in `run_dir` (Hydra's output directory); if that directory
+    holds a checkpoint, the run continues from it."""
 
     def __init__(self, cfg: RunConfig, run_dir: Path):
         self.cfg = cfg
@@ -175,6 +258,12 @@ class Trainer:
         self._ready: tuple[np.ndarray, np.ndarray] | None = None  # obs, env ids awaiting actions
         self._metric_sums: dict[str, torch.Tensor] = {}
         self._metric_count = 0
+        self.resumes: list[int] = []  # env steps at which this run was resumed
+        self.wall_seconds_before = 0.0  # training time of the run's earlier processes
+        self.forgiven_updates = 0  # updates skipped while a resumed run refilled its replay
+        self.games_seed = cfg.seed  # seed of the latest fresh start of all training games
+        self._started = time.perf_counter()
+        self.restore()
 
     # ---- schedules -------------------------------------------------------------------------
     def epsilon(self) -> float:
@@ -203,30 +292,39 @@ class Trainer:
 
     # ---- the loop --------------------------------------------------------------------------
     def train(self) -> dict:
-        """Run to `total_steps` (or Ctrl-C), then evaluate, checkpoint and write summary.json."""
-        logger = RunLogger(self.run_dir, self.cfg.total_steps, self.env_steps)
-        logger.hparams(self.config_dict())
-        started = time.perf_counter()
-        interrupted = False
+        """Run to `total_steps` (or Ctrl-C, SIGTERM), then evaluate, checkpoint and write
+        summary.json. `summary["stopped_by"]` names the signal that stopped the run, if any."""
+        # A resumed run hides what its previous process logged after the checkpoint.
+        logger = RunLogger(self.run_dir, self.cfg.total_steps, self.env_steps,
+                           purge_step=self.env_steps + 1 if self.resumes else None)
+        if not self.resumes:
+            logger.hparams(self.config_dict())
+        started = self._started = time.perf_counter()
+        stopped_by = None
         try:
-            with logging_redirect_tqdm():
+            with logging_redirect_tqdm(), sigterm_raises():
                 self.train_loop(logger)
-        except KeyboardInterrupt:
-            interrupted = True
-            log.warning("Interrupted at %d env steps: saving checkpoints/last.pt.", self.env_steps)
+        except (KeyboardInterrupt, Terminated) as e:
+            stopped_by = "SIGINT" if isinstance(e, KeyboardInterrupt) else "SIGTERM"
+            log.warning("%s at %d env steps: saving checkpoints/last.pt.", stopped_by,
+                        self.env_steps)
+        except CheckpointWriteError:
+            logger.close()
+            raise
         except BaseException:
             log.exception("Training failed at %d env steps: saving checkpoints/last.pt.",
                           self.env_steps)
             self.save("last.pt")
             logger.close()
             raise
-        wall_seconds = time.perf_counter() - started
+        wall_seconds = self.wall_seconds_before + time.perf_counter() - started
 
-        if not interrupted and self.last_eval_step != self.env_steps:
-            self.run_evaluation(logger)
-        self.save("last.pt")
+        with sigterm_ignored():  # a second signal must not cut the final checkpoint short
+            if stopped_by is None and self.last_eval_step != self.env_steps:
+                self.run_evaluation(logger)
+            self.save("last.pt", wall_seconds)
         logger.close()
-        summary = self.summary(wall_seconds, interrupted)
+        summary = self.summary(wall_seconds, stopped_by)
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         log.info("Done: %s", json.dumps(summary))
         return summary
@@ -234,8 +332,8 @@ class Trainer:
     def train_loop(self, logger: RunLogger) -> None:
         """Act, step, store, learn, and keep the cadences, until `total_steps` env steps."""
         cfg = self.cfg
-        if self._ready is None:
-            self._ready = self.collector.reset(seed=cfg.seed)
+        if self._ready is None:  # a new run, or a resumed one: fresh games everywhere
+            self._ready = self.collector.reset(seed=self.games_seed)
         obs, env_ids = self._ready
         window_start, window_steps = time.perf_counter(), self.env_steps
         while self.env_steps < cfg.total_steps:
@@ -267,8 +365,23 @@ class Trainer:
             if crossed(before, self.env_steps, cfg.eval.interval_steps):
                 self.run_evaluation(logger)
             if crossed(before, self.env_steps, cfg.checkpoint.interval_steps):
-                self.save("last.pt")
-        self.learn()  # the updates the last steps owe
+                logger.flush()  # everything up to the checkpoint is on disk with it
+                self.checkpoint_boundary()
+                obs, env_ids = self._ready
+        # The updates owed by the very last step are left to a resumed run's first `learn`,
+        # where an uninterrupted run would do them: that keeps a resumed run exact.
+
+    def checkpoint_boundary(self) -> None:
+        """Save `last.pt` (and the replay), then, with synchronous stepping, start fresh games
+        everywhere: the games in progress end as truncations (bootstrapped, not logged as
+        finished games). The checkpoint then holds the whole state of the run, so a run
+        resumed from it continues exactly as the uninterrupted run does."""
+        if self.collector.synchronous:
+            self.games_seed = int(self.rng.integers(0, MAX_SEED))  # saved with the checkpoint
+        with sigterm_ignored():
+            self.save("last.pt")
+        if self.collector.synchronous:
+            self._ready = self.collector.reset(seed=self.games_seed)
 
     def learn(self) -> None:
         """Do the gradient steps the replay ratio owes."""
@@ -276,6 +389,7 @@ class Trainer:
             return
         a = self.cfg.agent
         due = updates_owed(self.env_steps, a.learning_starts, a.train_freq, a.gradient_steps)
+        due -= self.forgiven_updates
         beta = self.priority_beta()
         while self.updates < due:
             batch = self.replay.sample(a.batch_size, self.rng, beta)
@@ -332,29 +446,116 @@ class Trainer:
         """The run's configuration as plain containers (for checkpoints and TensorBoard)."""
         return OmegaConf.to_container(OmegaConf.structured(self.cfg), enum_to_str=True)
 
-    def save(self, name: str) -> None:
-        """Write `checkpoints/<name>` atomically."""
-        save_checkpoint(
-            {
-                "config": self.config_dict(),
-                "obs_shape": list(self.collector.envs.single_observation_space.shape),
-                "obs_dtype": str(self.collector.envs.single_observation_space.dtype),
-                "n_actions": self.agent.n_actions,
-                "env_steps": self.env_steps,
-                "updates": self.updates,
-                "episodes": self.episodes,
-                "eval_return_mean": None if self.last_eval is None else self.last_eval.mean,
-                "best_eval_return": self.best_eval_return,
-                "agent": self.agent.state_dict(),
-                "rng": {
-                    "numpy": self.rng.bit_generator.state,
-                    "torch": torch.get_rng_state(),
-                },
+    def save(self, name: str, wall_seconds: float | None = None) -> None:
+        """Write `checkpoints/<name>` atomically; `last.pt` keeps its predecessor as
+        `last.prev.pt`, and is preceded by the replay snapshot when `checkpoint.save_replay`.
+        A failed write (a full disk) raises CheckpointWriteError; the earlier files stay whole."""
+        path = self.checkpoint_dir / name
+        if wall_seconds is None:
+            wall_seconds = self.wall_seconds_before + (time.perf_counter() - self._started)
+        payload = {
+            "config": self.config_dict(),
+            "obs_shape": list(self.collector.envs.single_observation_space.shape),
+            "obs_dtype": str(self.collector.envs.single_observation_space.dtype),
+            "n_actions": self.agent.n_actions,
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "episodes": self.episodes,
+            "eval_return_mean": None if self.last_eval is None else self.last_eval.mean,
+            "best_eval_return": self.best_eval_return,
+            "agent": self.agent.state_dict(),
+            "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state()},
+            "progress": {
+                "last_eval_step": self.last_eval_step,
+                "last_eval": None if self.last_eval is None else [
+                    [e.env_index, e.episode_return, e.length, e.first_life_return]
+                    for e in self.last_eval.episodes
+                ],
+                "recent_returns": list(self.recent_returns),
+                "metric_sums": {k: float(v) for k, v in self._metric_sums.items()},
+                "metric_count": self._metric_count,
+                "forgiven_updates": self.forgiven_updates,
+                "games_seed": self.games_seed,
+                "resumes": self.resumes,
+                "wall_seconds": wall_seconds,
             },
-            self.checkpoint_dir / name,
+        }
+        try:
+            if name == "last.pt" and self.cfg.checkpoint.save_replay:
+                save_arrays({**self.replay.state_dict(), "env_steps": np.array(self.env_steps)},
+                            self.checkpoint_dir / REPLAY_SNAPSHOT)
+            save_checkpoint(payload, path, keep_previous=name == "last.pt")
+        except OSError as e:
+            kept = load_latest(self.checkpoint_dir)
+            intact = f"{kept[1].name} (step {kept[0]['env_steps']}) is intact" if kept else (
+                "no earlier checkpoint exists")
+            raise CheckpointWriteError(
+                f"Could not write {e.filename or path}: {e.strerror or e}; {intact}. Free "
+                f"some disk space, then resume with resume={self.run_dir}."
+            ) from None
+
+    def restore(self) -> None:
+        """Continue the run from `checkpoints/last.pt` (or `last.prev.pt` if the newer one is
+        damaged) when the run directory has one: weights, optimizer, counters, schedules, RNG
+        states, and the replay (with its priorities) when a matching snapshot was saved."""
+        found = load_latest(self.checkpoint_dir)
+        if found is None:
+            return
+        payload, path = found
+        check_same_run(payload["config"], self.config_dict(), path)
+        self.agent.load_state_dict(payload["agent"])
+        self.env_steps = int(payload["env_steps"])
+        self.updates = int(payload["updates"])
+        self.episodes = int(payload["episodes"])
+        self.best_eval_return = float(payload["best_eval_return"])
+        self.rng.bit_generator.state = payload["rng"]["numpy"]
+        torch.set_rng_state(payload["rng"]["torch"])
+        progress = payload["progress"]
+        self.last_eval_step = int(progress["last_eval_step"])
+        if progress["last_eval"] is not None:
+            self.last_eval = EvalResult([
+                Episode(int(i), float(r), int(n), float(f)) for i, r, n, f in progress["last_eval"]
+            ])
+        self.recent_returns.extend(progress["recent_returns"])
+        self._metric_sums = {
+            k: torch.tensor(v, device=self.device) for k, v in progress["metric_sums"].items()
+        }
+        self._metric_count = int(progress["metric_count"])
+        self.forgiven_updates = int(progress["forgiven_updates"])
+        self.games_seed = int(progress["games_seed"])
+        self.wall_seconds_before = float(progress["wall_seconds"])
+        self.resumes = [*progress["resumes"], self.env_steps]
+        log.info("Resuming from %s at %d env steps (%d updates).", path, self.env_steps,
+                 self.updates)
+        self.restore_replay()
+
+    def restore_replay(self) -> None:
+        """Load the replay snapshot if it is the checkpoint's; otherwise refill the replay for
+        `agent.learning_starts` steps before learning again, and say so."""
+        snapshot = self.checkpoint_dir / REPLAY_SNAPSHOT
+        reason = "checkpoint.save_replay=false"
+        if snapshot.exists():
+            try:
+                state = load_arrays(snapshot)
+                if int(state.pop("env_steps")) != self.env_steps:
+                    raise ValueError("it was written at another step than the checkpoint")
+                self.replay.load_state_dict(state)
+                log.info("Replay restored from %s (%d transitions).", snapshot, len(self.replay))
+                return
+            except (ConfigError, ValueError, KeyError) as e:
+                reason = f"{snapshot} cannot be used ({e})"
+        a = self.cfg.agent
+        owed_now = updates_owed(self.env_steps, a.learning_starts, a.train_freq, a.gradient_steps)
+        refilled = updates_owed(
+            self.env_steps + a.learning_starts, a.learning_starts, a.train_freq, a.gradient_steps
+        )
+        self.forgiven_updates += refilled - owed_now
+        log.warning(
+            "The replay was not restored (%s): refilling it for agent.learning_starts=%d env "
+            "steps before learning resumes.", reason, a.learning_starts,
         )
 
-    def summary(self, wall_seconds: float, interrupted: bool) -> dict:
+    def summary(self, wall_seconds: float, stopped_by: str | None) -> dict:
         """The figures that `summary.json` holds."""
         result = self.last_eval
         return {
@@ -374,7 +575,9 @@ class Trainer:
             "eval_returns": None if result is None else result.returns.tolist(),
             "eval_epsilon": self.cfg.eval.epsilon,
             "best_eval_return": None if result is None else self.best_eval_return,
-            "interrupted": interrupted,
+            "interrupted": stopped_by is not None,
+            "stopped_by": stopped_by,
+            "resumes": self.resumes,
         }
 
     def close(self) -> None:

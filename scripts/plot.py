@@ -32,7 +32,7 @@ class Curve:
     run_dir: Path
     label: str  # the run's overrides without its seed: runs that share it are seeds of one setup
     frames: np.ndarray
-    hours: np.ndarray  # wall-clock hours since the run's first event
+    hours: np.ndarray  # wall-clock hours since the run's first event (pauses count too)
     values: np.ndarray
 
 
@@ -75,7 +75,7 @@ def read_curve(run_dir: Path, tag: str) -> Curve | None:
     # A resumed run may log a step twice (before and after the restart): keep the latest.
     latest = {s.step: s for s in sorted(scalars, key=lambda s: s.wall_time)}
     points = [latest[step] for step in sorted(latest)]
-    start = min(s.wall_time for s in scalars)
+    start = events.FirstEventTimestamp()  # the run's start, not its first evaluation
     return Curve(
         run_dir=run_dir,
         label=run_label(run_dir),
@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="PNG to write (default: <first>/curves.png)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # its file-by-file chatter
     try:
         runs = find_runs(args.paths)
     except FileNotFoundError as e:

@@ -1,20 +1,24 @@
 """Train a DQN agent: `python scripts/train.py env=pong agent.lr=2.5e-4` (Hydra overrides).
 
-Returns the final eval return, so Hydra sweepers can optimise it.
+A run directory that holds a checkpoint is continued (`hydra.run.dir=<dir>`, a requeued SLURM
+job); `resume=<dir>` continues that run from the command line. Returns the final eval return,
+so Hydra sweepers can optimise it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from dqn.config import ConfigError, load_run_config, register_configs
-from dqn.trainer import Trainer
+from dqn.config import ConfigError, config_for_resume, load_run_config, register_configs
+from dqn.trainer import CheckpointWriteError, Trainer
 
 log = logging.getLogger("train")
 register_configs()
@@ -22,18 +26,36 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Validate the composed config, train, and return the final eval return."""
+    """Validate the composed config, train (or resume), and return the final eval return."""
     try:
-        run_cfg = load_run_config(cfg)
-        trainer = Trainer(run_cfg, Path(HydraConfig.get().runtime.output_dir))
+        if cfg.get("resume") is None:
+            run_cfg = load_run_config(cfg)
+            run_dir = Path(HydraConfig.get().runtime.output_dir)
+        else:  # the run's own config, with what this command line changes
+            typed = [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
+            overridden = {
+                key: OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+                for key in typed
+                if key != "resume" and (value := OmegaConf.select(cfg, key)) is not None
+            }
+            run_cfg = config_for_resume(cfg.resume, overridden)
+            run_dir = Path(run_cfg.resume)
+        trainer = Trainer(run_cfg, run_dir)
     except ConfigError as e:
         log.error("%s", e)
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(2)
     try:
         summary = trainer.train()
+    except CheckpointWriteError as e:
+        log.error("%s", e)
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(1)
     finally:
         trainer.close()
+    if summary["stopped_by"] == "SIGTERM":  # checkpointed; now end as the signal asks
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
     value = summary["eval_return_mean"]
     return float("nan") if value is None else float(value)
 

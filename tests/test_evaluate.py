@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,3 +101,31 @@ def test_bad_evaluate_arguments_end_in_one_sentence(checkpoint, tmp_path, args, 
     result = run_evaluate(args, tmp_path)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_video_of_the_best_game_is_a_full_colour_browser_mp4(tmp_path):
+    """A Rainbow checkpoint (noisy, dueling, C51 head) rebuilt and filmed in colour."""
+    import imageio.v2 as imageio
+
+    run_dir = tmp_path / "run"
+    cfg = load_run_config(compose_config(["agent=rainbow", "hw.num_envs=2", "eval.num_envs=1"]))
+    trainer = Trainer(cfg, run_dir)
+    trainer.save("last.pt")
+    trainer.close()
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    result = run_evaluate([f"checkpoint={checkpoint}", "episodes=2", "num_envs=2", "video=true"],
+                          tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    video = run_dir / "checkpoints" / "last.best.mp4"
+    figures = json.loads(checkpoint.with_name("last.eval.json").read_text())
+    assert figures["video"] == str(video) and figures["episodes"] == 2
+    assert not list(video.parent.glob(".*part.mp4"))  # the other game's file is gone
+    reader = imageio.get_reader(video)
+    meta = reader.get_meta_data()
+    frames = [frame for frame in reader]
+    reader.close()
+    assert meta["codec"] == "h264" and meta["fps"] == 15
+    assert len(frames) > 100  # a whole game of Space Invaders, one frame per agent step
+    assert frames[0].shape == (420, 320, 3)  # 210 x 160 screen doubled
+    colour = frames[len(frames) // 2].astype(int)
+    assert np.abs(colour[..., 0] - colour[..., 1]).max() > 30  # not grayscale

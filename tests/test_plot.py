@@ -1,0 +1,78 @@
+"""scripts/plot.py on real TensorBoard logs; the TensorBoard GIF read back."""
+
+import importlib.util
+import subprocess
+import sys
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import REPO
+from dqn.logger import RunLogger
+
+PLOT = REPO / "scripts" / "plot.py"
+spec = importlib.util.spec_from_file_location("plot", PLOT)
+plot = importlib.util.module_from_spec(spec)
+sys.modules["plot"] = plot  # dataclasses look their module up there
+spec.loader.exec_module(plot)
+
+
+def fake_run(run_dir, overrides, returns, steps):
+    """A run directory as Hydra and the trainer leave it: overrides, config, event file."""
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (run_dir / ".hydra" / "config.yaml").write_text(
+        yaml.safe_dump({"env": {"kind": "atari", "frame_skip": 4}}))
+    logger = RunLogger(run_dir, total_steps=steps[-1])
+    for step, value in zip(steps, returns):
+        logger.scalars(step, {"eval/episodic_return": value})
+    logger.close()
+
+
+def test_sweep_seeds_are_grouped_into_mean_and_band(tmp_path):
+    sweep = tmp_path / "multirun"
+    steps = [0, 1000, 2000]
+    fake_run(sweep / "0_agent.lr=1e-4,seed=1", ["agent.lr=1e-4", "seed=1"], [0, 10, 20], steps)
+    fake_run(sweep / "1_agent.lr=1e-4,seed=2", ["agent.lr=1e-4", "seed=2"], [0, 30, 40], steps)
+    fake_run(sweep / "2_agent.lr=2e-4,seed=1", ["agent.lr=2e-4", "seed=1"], [5, 5, 5], steps)
+    curves = [plot.read_curve(r, "eval/episodic_return") for r in plot.find_runs([sweep])]
+    assert sorted({c.label for c in curves}) == ["agent.lr=1e-4", "agent.lr=2e-4"]
+    seeds = [c for c in curves if c.label == "agent.lr=1e-4"]
+    assert seeds[0].frames.tolist() == [0, 4000, 8000]  # env steps x frame_skip
+    grid, mean, low, high = plot.group_band(seeds, "frames")
+    assert grid.tolist() == [0, 4000, 8000]
+    assert mean.tolist() == [0, 20, 30] and low.tolist() == [0, 10, 20]
+    assert high.tolist() == [0, 30, 40]
+
+    out = tmp_path / "curves.png"
+    result = subprocess.run([sys.executable, str(PLOT), str(sweep), "--out", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "3 runs in 2 groups" in result.stderr
+    image = imageio.imread(out)
+    assert image.shape[0] > 300 and image.shape[1] > 600
+
+
+def test_a_directory_without_the_tag_is_one_sentence(tmp_path):
+    fake_run(tmp_path / "run", ["seed=1"], [1.0], [0])
+    result = subprocess.run([sys.executable, str(PLOT), str(tmp_path), "--tag", "nope"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: no run under")
+
+
+def test_tensorboard_gif_is_read_back(tmp_path):
+    frames = [np.full((84, 84), i * 20, dtype=np.uint8) for i in range(10)]
+    logger = RunLogger(tmp_path, total_steps=1)
+    logger.video("eval/video", frames, step=500, fps=15)
+    logger.close()
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    events.Reload()
+    [image] = events.Images("eval/video")
+    assert image.step == 500 and (image.width, image.height) == (84, 84)
+    decoded = imageio.mimread(image.encoded_image_string, format="GIF")
+    assert len(decoded) == 10
+    assert int(np.asarray(decoded[3]).mean()) == pytest.approx(60, abs=2)

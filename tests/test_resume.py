@@ -1,0 +1,152 @@
+"""Runs that survive interruptions: exact resume, automatic resume, signals, bad checkpoints."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import TRAIN, run_train
+from dqn.checkpoint import load_checkpoint
+
+# A short CartPole run that learns from step 500 and checkpoints every 1,000 steps.
+SHORT = ["experiment=cartpole", "hw.num_envs=2", "agent.learning_starts=500",
+         "agent.train_freq=4", "agent.gradient_steps=1", "agent.batch_size=32",
+         "log_interval_steps=100", "eval.interval_steps=100000", "eval.episodes=2",
+         "eval.num_envs=2", "checkpoint.interval_steps=1000"]
+
+
+def scalars(run_dir, tag):
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return [(s.step, s.value) for s in events.Scalars(tag)]
+
+
+def start_train(args, cwd):
+    return subprocess.Popen([sys.executable, str(TRAIN), *args], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def kill_after_first_checkpoint(proc, run_dir):
+    """SIGKILL the run as soon as its first checkpoint is on disk (no chance to save more)."""
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoints" / "last.pt").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "run ended first"
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait(timeout=60)
+
+
+@pytest.mark.parametrize("agent", ["dqn", "rainbow"])
+def test_killed_run_resumed_equals_the_uninterrupted_run(tmp_path, agent):
+    """A 4,000-step run killed after its checkpoint at 1,000 steps and resumed with
+    `resume=<dir>` logs exactly the losses and returns of the same run left alone."""
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    args = [*SHORT, f"agent={agent}", "checkpoint.save_replay=true", "total_steps=4000"]
+    result = run_train([*args, f"hydra.run.dir={whole}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    kill_after_first_checkpoint(start_train([*args, f"hydra.run.dir={cut}"], tmp_path), cut)
+    result = run_train([f"resume={cut}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    for tag in ("losses/td_loss", "losses/q_values", "charts/episodic_return"):
+        assert scalars(cut, tag) == scalars(whole, tag), tag  # same steps, same values
+    summary = json.loads((cut / "summary.json").read_text())
+    assert summary["resumes"] == [1000] and summary["env_steps"] == 4000
+    assert summary["updates"] == json.loads((whole / "summary.json").read_text())["updates"]
+    assert list(cut.glob(".hydra/resumed_*/overrides.yaml"))  # the original .hydra is kept
+    assert "resume" not in (cut / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_restart_in_the_run_directory_resumes_without_the_replay(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*SHORT, f"hydra.run.dir={run_dir}"]
+    assert run_train([*args, "total_steps=1500"], cwd=tmp_path).returncode == 0
+    result = run_train([*args, "total_steps=3000"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (run_dir / "train.log").read_text()
+    assert "Resuming from" in log and "refilling it for agent.learning_starts=500" in log
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["resumes"] == [1500] and summary["env_steps"] == 3000
+    # No update while the 500 refill steps were collected, then the ratio again.
+    losses = [step for step, _ in scalars(run_dir, "losses/td_loss")]
+    assert not [s for s in losses if 1500 < s <= 2000]
+    assert max(losses) == 3000
+
+
+def test_changed_agent_key_on_resume_is_named(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_train([*SHORT, "total_steps=1000", f"hydra.run.dir={run_dir}"],
+                     cwd=tmp_path).returncode == 0
+    result = run_train([*SHORT, "total_steps=2000", "agent.lr=0.01", f"hydra.run.dir={run_dir}"],
+                       cwd=tmp_path)
+    assert result.returncode == 2
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("Error:") and "agent.lr=0.0023" in message and "0.01" in message
+    result = run_train([f"resume={run_dir}", "agent.gamma=0.5"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "agent.gamma cannot change" in result.stderr
+    result = run_train([f"resume={tmp_path / 'nowhere'}"], cwd=tmp_path)
+    assert result.returncode == 2 and "holds no checkpoints/last.pt" in result.stderr
+
+
+def test_corrupt_last_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_train([*SHORT, "total_steps=2000", f"hydra.run.dir={run_dir}"],
+                     cwd=tmp_path).returncode == 0
+    last = run_dir / "checkpoints" / "last.pt"
+    previous_steps = load_checkpoint(run_dir / "checkpoints" / "last.prev.pt")["env_steps"]
+    last.write_bytes(last.read_bytes()[:1000])  # a torn write
+    result = run_train([f"resume={run_dir}", "total_steps=3000"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (run_dir / "train.log").read_text()
+    assert f"Checkpoint {last} is truncated or corrupt" in log
+    assert json.loads((run_dir / "summary.json").read_text())["resumes"] == [previous_steps]
+
+
+def test_sigterm_checkpoints_then_ends_as_the_signal_asks(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, str(TRAIN), *SHORT, "total_steps=10000000", f"hydra.run.dir={run_dir}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (run_dir / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGTERM, stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stopped_by"] == "SIGTERM"
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["env_steps"] == summary["env_steps"]
+
+
+def test_full_disk_keeps_the_previous_checkpoint_and_says_why(tmp_path):
+    """The replay snapshot outgrows a file-size limit (what a full disk does to a write):
+    the run stops with one sentence, and the checkpoint before it is whole."""
+    import resource
+
+    run_dir = tmp_path / "run"
+
+    def small_files():  # writes past 3 MB fail with EFBIG instead of killing the process
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, 3_000_000))
+
+    # A CartPole replay of 100k transitions is 2.3 MB when 50k are written, 4.6 MB when full...
+    # so the first snapshots fit and a later one does not.
+    result = subprocess.run(
+        [sys.executable, str(TRAIN), *SHORT, "total_steps=60000", "checkpoint.interval_steps=20000",
+         "checkpoint.save_replay=true", "agent.train_freq=64", f"hydra.run.dir={run_dir}"],
+        capture_output=True, text=True, timeout=600, preexec_fn=small_files,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("Error: Could not write") and "replay.npz" in message
+    assert "last.pt (step 20000) is intact" in message
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["env_steps"] == 20000
+    assert not list((run_dir / "checkpoints").glob(".*.tmp"))
