@@ -480,17 +480,19 @@ class Trainer:
                 "wall_seconds": wall_seconds,
             },
         }
+        writing = self.checkpoint_dir / REPLAY_SNAPSHOT
         try:
             if name == "last.pt" and self.cfg.checkpoint.save_replay:
                 save_arrays({**self.replay.state_dict(), "env_steps": np.array(self.env_steps)},
-                            self.checkpoint_dir / REPLAY_SNAPSHOT)
+                            writing)
+            writing = path
             save_checkpoint(payload, path, keep_previous=name == "last.pt")
         except OSError as e:
             kept = load_latest(self.checkpoint_dir)
             intact = f"{kept[1].name} (step {kept[0]['env_steps']}) is intact" if kept else (
                 "no earlier checkpoint exists")
             raise CheckpointWriteError(
-                f"Could not write {e.filename or path}: {e.strerror or e}; {intact}. Free "
+                f"Could not write {writing}: {e.strerror or e}; {intact}. Free "
                 f"some disk space, then resume with resume={self.run_dir}."
             ) from None
 
