@@ -500,6 +500,8 @@ class Trainer:
         """Continue the run from `checkpoints/last.pt` (or `last.prev.pt` if the newer one is
         damaged) when the run directory has one: weights, optimizer, counters, schedules, RNG
         states, and the replay (with its priorities) when a matching snapshot was saved."""
+        for leftover in self.checkpoint_dir.glob(".*.tmp"):  # a write cut short by a crash
+            leftover.unlink()
         found = load_latest(self.checkpoint_dir)
         if found is None:
             return

@@ -154,3 +154,52 @@ def test_full_disk_keeps_the_previous_checkpoint_and_says_why(tmp_path):
     assert f"last.pt (step {steps}) is intact" in message and f"resume={run_dir}" in message
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["env_steps"] == steps
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
+
+
+def test_kill_9_at_random_moments_never_corrupts_or_double_counts(tmp_path):
+    """12 SIGKILLs, 4 of them while a checkpoint or replay snapshot is being written: after
+    each, every checkpoint file loads, and the restart resumes from the newest complete one;
+    at the end the run has its full step count and no logged step twice."""
+    from dqn.checkpoint import load_arrays
+
+    run_dir = tmp_path / "run"
+    checkpoints = run_dir / "checkpoints"
+    args = [*SHORT, "total_steps=8000", "checkpoint.interval_steps=250",
+            "checkpoint.save_replay=true", f"hydra.run.dir={run_dir}"]
+    rng = np.random.default_rng(0)
+    resumed_at = []
+    for attempt in range(12):
+        expected = None
+        if (checkpoints / "last.pt").exists():
+            expected = load_checkpoint(checkpoints / "last.pt")["env_steps"]
+        proc = start_train(args, tmp_path)
+        if attempt % 3 == 2:  # kill while a file is being written
+            deadline = time.monotonic() + 120
+            while not list(checkpoints.glob(".*.tmp")) and time.monotonic() < deadline:
+                assert proc.poll() is None, proc.stderr.read()[-2000:]
+                time.sleep(0.001)
+        else:
+            time.sleep(rng.uniform(4.0, 10.0))
+        assert proc.poll() is None, "the run finished before it was killed"
+        proc.kill()
+        proc.wait(timeout=60)
+        for path in checkpoints.glob("*.pt"):
+            load_checkpoint(path)  # raises on a torn file
+        if (checkpoints / "replay.npz").exists():
+            load_arrays(checkpoints / "replay.npz")
+        if expected is not None:
+            resumed_at.append(expected)
+    resumed_at.append(load_checkpoint(checkpoints / "last.pt")["env_steps"])
+    result = run_train(args, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not list(checkpoints.glob(".*.tmp"))  # leftovers of torn writes are cleared
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["env_steps"] >= 8000 and summary["env_steps"] <= 8001
+    # Each restart resumed from the checkpoint that was newest when it started; a restart
+    # killed before its first checkpoint leaves no trace, so the next one resumes there too.
+    lineage = [step for i, step in enumerate(resumed_at) if i == 0 or step != resumed_at[i - 1]]
+    assert summary["resumes"] == lineage
+    steps = [step for step, _ in scalars(run_dir, "losses/td_loss")]
+    assert steps == sorted(set(steps))  # no step logged twice, none out of order
+    assert steps[-1] >= 7900
