@@ -396,10 +396,23 @@ def register_configs() -> None:
     OmegaConf.register_new_resolver(
         "if_set", lambda value, then, otherwise: then if value else otherwise, replace=True
     )
+    # `${shorten:text,n}`: text cut to n characters plus a hash of the rest (sweep job dirs:
+    # an Optuna trial's overrides easily pass the 255-character limit of a file name).
+    OmegaConf.register_new_resolver("shorten", shorten, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=RunConfig)
     for name, schema in NETWORK_SCHEMAS.items():
         cs.store(group="network", name=f"{name}_schema", node=schema)
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` if it has at most `limit` characters, else its first `limit` characters and an
+    8-character hash of the whole (so different long texts stay different)."""
+    if len(text) <= limit:
+        return text
+    import hashlib
+
+    return f"{text[:limit]}~{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
 def _unknown_keys(node: DictConfig, schema: type, prefix: str) -> list[str]:

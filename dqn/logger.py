@@ -52,6 +52,16 @@ class RunLogger:
         """Record the run's configuration as a text table."""
         self.writer.add_text("hyperparameters", hparams_markdown(config), 0)
 
+    def hparams_result(self, config: dict, metrics: dict[str, float]) -> None:
+        """The run's hyperparameters and final figures in TensorBoard's HPARAMS tab, so that
+        `tensorboard --logdir outputs` compares the runs of a sweep side by side."""
+        def plain(value: object) -> object:  # HPARAMS takes numbers, strings and booleans
+            return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+        hparams = {key: plain(value) for key, value in flatten(config).items()}
+        metrics = {f"hparams/{key}": value for key, value in metrics.items() if value is not None}
+        self.writer.add_hparams(hparams, metrics, run_name=".")
+
     def scalars(self, step: int, values: dict[str, float]) -> None:
         """Write several scalars at one env step."""
         for tag, value in values.items():

@@ -311,6 +311,12 @@ class Trainer:
         except CheckpointWriteError:
             logger.close()
             raise
+        except SystemExit:  # a signal handler ended the process (submitit's requeue on SIGUSR2)
+            log.warning("Exiting at %d env steps (requeue or shutdown): saving "
+                        "checkpoints/last.pt.", self.env_steps)
+            self.save("last.pt")
+            logger.close()
+            raise
         except BaseException:
             log.exception("Training failed at %d env steps: saving checkpoints/last.pt.",
                           self.env_steps)
@@ -323,8 +329,11 @@ class Trainer:
             if stopped_by is None and self.last_eval_step != self.env_steps:
                 self.run_evaluation(logger)
             self.save("last.pt", wall_seconds)
-        logger.close()
         summary = self.summary(wall_seconds, stopped_by)
+        logger.hparams_result(self.config_dict(), {
+            key: summary[key] for key in ("eval_return_mean", "best_eval_return", "env_steps")
+        })
+        logger.close()
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         log.info("Done: %s", json.dumps(summary))
         return summary

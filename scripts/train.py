@@ -15,6 +15,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dqn.config import ConfigError, config_for_resume, load_run_config, register_configs
@@ -22,6 +23,16 @@ from dqn.trainer import CheckpointWriteError, Trainer
 
 log = logging.getLogger("train")
 register_configs()
+
+
+def fail(error: Exception, status: int) -> None:
+    """End a single run with the error's one sentence and `status`; in a sweep (`-m`), raise
+    it instead, so the launcher or sweeper records this job as failed and goes on."""
+    log.error("%s", error)
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise error
+    print(f"Error: {error}", file=sys.stderr)
+    sys.exit(status)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -42,15 +53,11 @@ def main(cfg: DictConfig) -> float:
             run_dir = Path(run_cfg.resume)
         trainer = Trainer(run_cfg, run_dir)
     except ConfigError as e:
-        log.error("%s", e)
-        print(f"Error: {e}", file=sys.stderr)
-        sys.exit(2)
+        fail(e, status=2)
     try:
         summary = trainer.train()
     except CheckpointWriteError as e:
-        log.error("%s", e)
-        print(f"Error: {e}", file=sys.stderr)
-        sys.exit(1)
+        fail(e, status=1)
     finally:
         trainer.close()
     if summary["stopped_by"] == "SIGTERM":  # checkpointed; now end as the signal asks

@@ -101,3 +101,11 @@ def test_original_preset_keeps_its_hyperparameters_with_fixes():
     a = run.agent
     assert (a.lr, a.train_freq, a.target_update_interval, a.double_q) == (2.5e-4, 3, 1000, True)
     assert a.exploration_schedule.value == "exponential" and a.exploration_decay == 0.99999975
+
+
+def test_sweep_job_dir_names_stay_under_the_file_name_limit():
+    from dqn.config import shorten
+
+    assert shorten("agent.lr=0.001,seed=1", 150) == "agent.lr=0.001,seed=1"
+    long_a, long_b = "x" * 300 + "a", "x" * 300 + "b"
+    assert len(shorten(long_a, 150)) == 159 and shorten(long_a, 150) != shorten(long_b, 150)
