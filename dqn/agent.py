@@ -150,6 +150,11 @@ class DQNAgent:
         metrics = {"td_loss": loss.detach(), "q_values": q_taken.detach().mean()}
         return metrics, priorities.detach()
 
+    def set_lr(self, lr: float) -> None:
+        """Set the optimizer's learning rate (for schedules)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def sync_target(self) -> None:
         """Copy the online network's weights into the target network."""
         self.target_net.load_state_dict(self.q_net.state_dict())

@@ -45,6 +45,13 @@ class ExplorationSchedule(str, Enum):
     exponential = "exponential"  # multiplied by `exploration_decay` every step (original agent)
 
 
+class LearningRateSchedule(str, Enum):
+    """How the learning rate moves over the run."""
+
+    constant = "constant"
+    linear = "linear"  # from agent.lr down to 0 at total_steps (RL Zoo's `lin_` schedules)
+
+
 class Loss(str, Enum):
     """TD loss."""
 
@@ -119,6 +126,7 @@ class AgentConfig:
     """DQN hyperparameters; the names follow Stable-Baselines3's `DQN` where it has one."""
 
     lr: float = 1e-4
+    lr_schedule: LearningRateSchedule = LearningRateSchedule.constant
     adam_eps: float = 1.5e-4
     gamma: float = 0.99
     n_step: int = 1  # n-step returns (Rainbow: 3)

@@ -32,6 +32,7 @@ from dqn.config import (
     ConfigError,
     EnvKind,
     ExplorationSchedule,
+    LearningRateSchedule,
     Precision,
     RunConfig,
 )
@@ -400,6 +401,8 @@ class Trainer:
         due = updates_owed(self.env_steps, a.learning_starts, a.train_freq, a.gradient_steps)
         due -= self.forgiven_updates
         beta = self.priority_beta()
+        if self.updates < due and a.lr_schedule == LearningRateSchedule.linear:
+            self.agent.set_lr(linear_schedule(a.lr, 0.0, self.cfg.total_steps, self.env_steps))
         while self.updates < due:
             batch = self.replay.sample(a.batch_size, self.rng, beta)
             metrics, priorities = self.agent.update(batch)
