@@ -48,16 +48,17 @@ def test_optuna_search_records_a_failing_trial_and_goes_on(tmp_path):
 @pytest.mark.slow
 def test_submitit_local_job_is_requeued_on_timeout_and_finishes(tmp_path):
     """submitit signals the job (SIGUSR2) 30 s before its 1-minute limit; the trainer saves,
-    submitit requeues it into the same directory, and the run resumes to its full length."""
+    submitit requeues it into the same directory, and the run resumes to its full length.
+    (60k CartPole steps take two or three 30-second attempts here; submitit allows four.)"""
     sweep = tmp_path / "sweep"
-    result = run_train(["-m", "experiment=cartpole", "total_steps=150000",
+    result = run_train(["-m", "experiment=cartpole", "total_steps=60000",
                         "checkpoint.interval_steps=5000", "eval.interval_steps=1000000",
                         "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1",
                         f"hydra.sweep.dir={sweep}"], cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     [job] = [p for p in sweep.iterdir() if (p / "summary.json").exists()]
     summary = json.loads((job / "summary.json").read_text())
-    assert summary["env_steps"] == 150_000
+    assert summary["env_steps"] == 60_000
     assert len(summary["resumes"]) >= 1
     logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*.err"))
     assert "SIGUSR2" in logs or "requeue" in logs.lower()
