@@ -109,3 +109,20 @@ def test_sweep_job_dir_names_stay_under_the_file_name_limit():
     assert shorten("agent.lr=0.001,seed=1", 150) == "agent.lr=0.001,seed=1"
     long_a, long_b = "x" * 300 + "a", "x" * 300 + "b"
     assert len(shorten(long_a, 150)) == 159 and shorten(long_a, 150) != shorten(long_b, 150)
+
+
+@pytest.mark.parametrize("hw", ["t4", "g6"])
+def test_slurm_presets_request_a_gpu_and_requeue(hw):
+    from hydra import compose, initialize_config_dir
+
+    from dqn.config import CONF_DIR, register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"hw={hw}", f"hydra/launcher=slurm_{hw}"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.max_num_timeout >= 10 and launcher.gpus_per_node == 1
+    assert launcher.timeout_min > 0 and launcher.cpus_per_task >= 8 and launcher.mem_gb >= 32
+    assert "partition" in launcher and launcher.partition is None  # the key to fill in
