@@ -44,10 +44,11 @@ def kill_after_first_checkpoint(proc, run_dir):
 
 @pytest.mark.parametrize("agent", ["dqn", "rainbow"])
 def test_killed_run_resumed_equals_the_uninterrupted_run(tmp_path, agent):
-    """A 4,000-step run killed after its checkpoint at 1,000 steps and resumed with
-    `resume=<dir>` logs exactly the losses and returns of the same run left alone."""
+    """A 4,000-step run killed after its checkpoint at 2,000 steps and resumed with
+    `resume=<dir>` to 4,000 logs exactly the losses and returns of the same run left alone."""
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    args = [*SHORT, f"agent={agent}", "checkpoint.save_replay=true", "total_steps=4000"]
+    args = [*SHORT, f"agent={agent}", "checkpoint.save_replay=true", "total_steps=4000",
+            "checkpoint.interval_steps=2000"]
     result = run_train([*args, f"hydra.run.dir={whole}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     kill_after_first_checkpoint(start_train([*args, f"hydra.run.dir={cut}"], tmp_path), cut)
@@ -57,7 +58,7 @@ def test_killed_run_resumed_equals_the_uninterrupted_run(tmp_path, agent):
     for tag in ("losses/td_loss", "losses/q_values", "charts/episodic_return"):
         assert scalars(cut, tag) == scalars(whole, tag), tag  # same steps, same values
     summary = json.loads((cut / "summary.json").read_text())
-    assert len(summary["resumes"]) == 1 and 1000 <= summary["resumes"][0] <= 1001  # 2 envs
+    assert len(summary["resumes"]) == 1 and 2000 <= summary["resumes"][0] <= 2001  # 2 envs
     assert summary["env_steps"] >= 4000
     assert summary["updates"] == json.loads((whole / "summary.json").read_text())["updates"]
     assert list(cut.glob(".hydra/resumed_*/overrides.yaml"))  # the original .hydra is kept
