@@ -37,20 +37,26 @@ def _fsync_dir(directory: Path) -> None:
 
 def _write_atomically(path: Path, write: Callable[[BinaryIO], None], keep_previous: bool) -> None:
     """Write through `write` into a temporary file, fsync it, then move it to `path`; with
-    `keep_previous`, the file it replaces becomes `previous_path(path)`. A crash or a full disk
-    leaves the old file (or the previous one) whole; the temporary file is removed."""
+    `keep_previous`, the file it replaces becomes `previous_path(path)`. At every moment `path`
+    holds a whole file (the old one, then the new one): the previous version is made by a hard
+    link and a rename, never by moving `path` away. A crash or a full disk leaves the old files
+    whole; the temporary file is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
+    previous_tmp = path.with_name(f".{previous_path(path).name}.tmp")
     try:
         with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         if keep_previous and path.exists():
-            os.replace(path, previous_path(path))
+            previous_tmp.unlink(missing_ok=True)
+            os.link(path, previous_tmp)
+            os.replace(previous_tmp, previous_path(path))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        previous_tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
 

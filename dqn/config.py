@@ -390,6 +390,11 @@ class RunConfig:
 CHANGEABLE_ON_RESUME = ("total_steps", "log_interval_steps", "resume", "hw.", "eval.",
                         "checkpoint.")
 
+
+def changeable_on_resume(key: str) -> bool:
+    """True for a key (`hw`, `hw.device`, `total_steps`...) a resumed run may change."""
+    return key in CHANGEABLE_ON_RESUME or f"{key}.".startswith(CHANGEABLE_ON_RESUME)
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 NETWORK_SCHEMAS = {
@@ -490,7 +495,7 @@ def config_for_resume(resume: str, overridden: dict[str, Any]) -> RunConfig:
         )
     config = found[0]["config"]
     for key, value in overridden.items():
-        if not (key.startswith(CHANGEABLE_ON_RESUME) or key in CHANGEABLE_ON_RESUME):
+        if not changeable_on_resume(key):
             raise ConfigError(
                 f"resume= continues a run as it was configured: {key} cannot change (only "
                 "total_steps, log_interval_steps, hw, eval and checkpoint keys can)."

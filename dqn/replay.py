@@ -348,6 +348,7 @@ class PrioritizedFrameReplayBuffer(FrameReplayBuffer):
         if "tree" not in state or state["tree"].shape != self.tree.nodes.shape:
             raise ValueError("replay tree: the snapshot holds no matching priorities")
         self.tree.nodes[...] = state["tree"]
+        self.tree.rebuild()  # the sums follow from the leaves, whatever was saved
         self.max_priority = float(state["max_priority"])
 
     def update_priorities(self, indices: np.ndarray, errors: np.ndarray) -> None:

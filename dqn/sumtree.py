@@ -40,6 +40,12 @@ class SumTree:
             nodes = np.unique(nodes // 2)
             self.nodes[nodes] = self.nodes[2 * nodes] + self.nodes[2 * nodes + 1]
 
+    def rebuild(self) -> None:
+        """Recompute every inner node from the leaves (after loading saved priorities)."""
+        for level in range(self.depth - 1, -1, -1):
+            nodes = np.arange(1 << level, 2 << level)
+            self.nodes[nodes] = self.nodes[2 * nodes] + self.nodes[2 * nodes + 1]
+
     def find(self, values: np.ndarray) -> np.ndarray:
         """Items whose cumulative-priority interval holds each of `values` (in [0, total))."""
         values = np.array(values, dtype=np.float64)

@@ -27,7 +27,6 @@ from dqn.agent import DQNAgent
 from dqn.checkpoint import load_arrays, load_latest, save_arrays, save_checkpoint
 from dqn.collector import Collector
 from dqn.config import (
-    CHANGEABLE_ON_RESUME,
     MAX_SEED,
     ConfigError,
     EnvKind,
@@ -35,6 +34,7 @@ from dqn.config import (
     LearningRateSchedule,
     Precision,
     RunConfig,
+    changeable_on_resume,
 )
 from dqn.envs import Episode, make_vector_env
 from dqn.evaluation import EvalResult, evaluate
@@ -126,56 +126,32 @@ def crossed(before: int, after: int, every: int) -> bool:
 REPLAY_SNAPSHOT = "replay.npz"
 
 
-class Terminated(Exception):
-    """SIGTERM arrived: the run checkpoints and stops."""
-
-
 class CheckpointWriteError(RuntimeError):
     """A checkpoint could not be written (a full disk); the message says what survived."""
 
 
 @contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into `Terminated` inside the block, unless someone (submitit, a launcher)
-    has installed their own handler: theirs is left alone. Only in the main thread."""
+def stop_signals() -> Iterator[dict[str, str]]:
+    """While the block runs, Ctrl-C (SIGINT) and SIGTERM only record themselves in the yielded
+    dict (`{"signal": "SIGTERM"}`); the training loop checks it between steps, so a stop never
+    lands in the middle of a replay write or an update, and the state it saves is whole. A
+    handler someone else installed (submitit's, a launcher's) is left alone. Main thread only."""
+    requested: dict[str, str] = {}
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield requested
         return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: save in peace
-        raise Terminated()
-
-    signal.signal(signal.SIGTERM, handler)
+    ours = {}
+    for signum, default in ((signal.SIGINT, signal.default_int_handler),
+                            (signal.SIGTERM, signal.SIG_DFL)):
+        if signal.getsignal(signum) is default:
+            signal.signal(signum, lambda num, frame: requested.setdefault(
+                "signal", signal.Signals(num).name))
+            ours[signum] = default
     try:
-        yield
+        yield requested
     finally:
-        if signal.getsignal(signal.SIGTERM) in (handler, signal.SIG_IGN):
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-@contextmanager
-def sigterm_ignored() -> Iterator[None]:
-    """Hold off our SIGTERM handling while a checkpoint is written (another handler, such as
-    submitit's, is left alone); a SIGTERM that arrives meanwhile is raised right after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    current = signal.getsignal(signal.SIGTERM)
-    if not callable(current) or getattr(current, "__module__", None) != __name__:
-        yield
-        return
-    pending: list[int] = []
-    signal.signal(signal.SIGTERM, lambda signum, frame: pending.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, current)
-        if pending:
-            current(signal.SIGTERM, None)
+        for signum, default in ours.items():
+            signal.signal(signum, default)
 
 
 def check_same_run(saved: dict, current: dict, path: Path) -> None:
@@ -183,7 +159,7 @@ def check_same_run(saved: dict, current: dict, path: Path) -> None:
     value differs between a checkpoint's config and this run's."""
     old, new = flatten(saved), flatten(current)
     for key in sorted(set(old) | set(new)):
-        if key.startswith(CHANGEABLE_ON_RESUME) or key in CHANGEABLE_ON_RESUME:
+        if changeable_on_resume(key):
             continue
         if old.get(key) != new.get(key):
             raise ConfigError(
@@ -293,44 +269,44 @@ class Trainer:
 
     # ---- the loop --------------------------------------------------------------------------
     def train(self) -> dict:
-        """Run to `total_steps` (or Ctrl-C, SIGTERM), then evaluate, checkpoint and write
-        summary.json. `summary["stopped_by"]` names the signal that stopped the run, if any."""
+        """Run to `total_steps` (or until Ctrl-C or SIGTERM), then evaluate, checkpoint and
+        write summary.json. `summary["stopped_by"]` names the signal that stopped the run."""
         # A resumed run hides what its previous process logged after the checkpoint.
         logger = RunLogger(self.run_dir, self.cfg.total_steps, self.env_steps,
                            purge_step=self.env_steps + 1 if self.resumes else None)
         if not self.resumes:
             logger.hparams(self.config_dict())
         started = self._started = time.perf_counter()
-        stopped_by = None
-        try:
-            with logging_redirect_tqdm(), sigterm_raises():
-                self.train_loop(logger)
-        except (KeyboardInterrupt, Terminated) as e:
-            stopped_by = "SIGINT" if isinstance(e, KeyboardInterrupt) else "SIGTERM"
-            log.warning("%s at %d env steps: saving checkpoints/last.pt.", stopped_by,
-                        self.env_steps)
-        except CheckpointWriteError:
-            logger.close()
-            raise
-        except SystemExit:  # a signal handler ended the process (submitit's requeue on SIGUSR2)
-            log.warning("Exiting at %d env steps (requeue or shutdown): saving "
-                        "checkpoints/last.pt.", self.env_steps)
-            self.save("last.pt")
-            logger.close()
-            raise
-        except BaseException:
-            log.exception("Training failed at %d env steps: saving checkpoints/last.pt.",
-                          self.env_steps)
-            self.save("last.pt")
-            logger.close()
-            raise
-        wall_seconds = self.wall_seconds_before + time.perf_counter() - started
-
-        with sigterm_ignored():  # a second signal must not cut the final checkpoint short
+        with stop_signals() as stop:
+            try:
+                with logging_redirect_tqdm():
+                    self.train_loop(logger, stop)
+            except CheckpointWriteError:
+                logger.close()
+                raise
+            except SystemExit:  # another handler ended the process (submitit's requeue)
+                log.warning("Exiting at %d env steps (requeue or shutdown): saving "
+                            "checkpoints/last.pt.", self.env_steps)
+                self.save("last.pt")
+                logger.close()
+                raise
+            except BaseException:
+                # The state may be half-updated (NaN weights, a failed write): keep it apart
+                # from last.pt, so that a restart resumes from the last good checkpoint.
+                log.exception("Training failed at %d env steps: saving checkpoints/crash.pt; "
+                              "a restart resumes from checkpoints/last.pt.", self.env_steps)
+                self.save("crash.pt")
+                logger.close()
+                raise
+            stopped_by = stop.get("signal")
+            if stopped_by:
+                log.warning("%s at %d env steps: saving checkpoints/last.pt.", stopped_by,
+                            self.env_steps)
+            wall_seconds = self.wall_seconds_before + time.perf_counter() - started
             if stopped_by is None and self.last_eval_step != self.env_steps:
                 self.run_evaluation(logger)
-            self.save("last.pt", wall_seconds)
-        summary = self.summary(wall_seconds, stopped_by)
+            self.save("last.pt", wall_seconds)  # a signal meanwhile waits until it is written
+            summary = self.summary(wall_seconds, stop.get("signal"))
         logger.hparams_result(self.config_dict(), {
             key: summary[key] for key in ("eval_return_mean", "best_eval_return", "env_steps")
         })
@@ -339,14 +315,16 @@ class Trainer:
         log.info("Done: %s", json.dumps(summary))
         return summary
 
-    def train_loop(self, logger: RunLogger) -> None:
-        """Act, step, store, learn, and keep the cadences, until `total_steps` env steps."""
+    def train_loop(self, logger: RunLogger, stop: dict[str, str] | None = None) -> None:
+        """Act, step, store, learn, and keep the cadences, until `total_steps` env steps or
+        until `stop` holds a signal (checked once per step, between whole updates)."""
+        stop = {} if stop is None else stop
         cfg = self.cfg
         if self._ready is None:  # a new run, or a resumed one: fresh games everywhere
             self._ready = self.collector.reset(seed=self.games_seed)
         obs, env_ids = self._ready
         window_start, window_steps = time.perf_counter(), self.env_steps
-        while self.env_steps < cfg.total_steps:
+        while self.env_steps < cfg.total_steps and not stop:
             epsilon = self.epsilon()
             self.collector.send(env_ids, self.agent.act(obs, epsilon, self.rng))
             self.learn()  # while the emulators play
@@ -388,8 +366,7 @@ class Trainer:
         resumed from it continues exactly as the uninterrupted run does."""
         if self.collector.synchronous:
             self.games_seed = int(self.rng.integers(0, MAX_SEED))  # saved with the checkpoint
-        with sigterm_ignored():
-            self.save("last.pt")
+        self.save("last.pt")
         if self.collector.synchronous:
             self._ready = self.collector.reset(seed=self.games_seed)
 
@@ -476,7 +453,11 @@ class Trainer:
             "eval_return_mean": None if self.last_eval is None else self.last_eval.mean,
             "best_eval_return": self.best_eval_return,
             "agent": self.agent.state_dict(),
-            "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state()},
+            "rng": {
+                "numpy": self.rng.bit_generator.state,
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
             "progress": {
                 "last_eval_step": self.last_eval_step,
                 "last_eval": None if self.last_eval is None else [
@@ -526,6 +507,8 @@ class Trainer:
         self.best_eval_return = float(payload["best_eval_return"])
         self.rng.bit_generator.state = payload["rng"]["numpy"]
         torch.set_rng_state(payload["rng"]["torch"])
+        if payload["rng"].get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
         progress = payload["progress"]
         self.last_eval_step = int(progress["last_eval_step"])
         if progress["last_eval"] is not None:
@@ -539,6 +522,8 @@ class Trainer:
         self._metric_count = int(progress["metric_count"])
         self.forgiven_updates = int(progress["forgiven_updates"])
         self.games_seed = int(progress["games_seed"])
+        if not self.collector.synchronous:  # no exact resume there: new games, new seeds
+            self.games_seed = int(self.rng.integers(0, MAX_SEED))
         self.wall_seconds_before = float(progress["wall_seconds"])
         self.resumes = [*progress["resumes"], self.env_steps]
         log.info("Resuming from %s at %d env steps (%d updates).", path, self.env_steps,

@@ -99,3 +99,14 @@ def test_priorities_follow_td_errors_and_weights_correct_for_them():
     assert np.allclose(weights[heavy], 1 / 9, rtol=1e-4) and np.allclose(weights[~heavy], 1.0)
     new = buf.add([0], [0], [0.0], [False], np.full((1, 4), 99, np.float32))
     assert buf.tree.get(new)[0] == pytest.approx(9.0)  # max priority seen so far
+
+
+def test_rebuild_recomputes_the_sums_from_the_leaves():
+    tree = SumTree(6)
+    tree.set(np.arange(6), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    leaves = tree.nodes[tree.leaves:].copy()
+    tree.nodes[:] = 0.0
+    tree.nodes[tree.leaves:] = leaves  # e.g. a snapshot saved between a leaf and its parents
+    tree.rebuild()
+    assert tree.total == pytest.approx(21.0)
+    assert tree.find(np.array([0.5, 20.5])).tolist() == [0, 5]

@@ -94,6 +94,10 @@ def test_changed_agent_key_on_resume_is_named(tmp_path):
     result = run_train([f"resume={run_dir}", "agent.gamma=0.5"], cwd=tmp_path)
     assert result.returncode == 2
     assert "agent.gamma cannot change" in result.stderr
+    result = run_train([f"resume={run_dir}", "experiment=cartpole"], cwd=tmp_path)
+    assert result.returncode == 2 and "experiment cannot change" in result.stderr
+    result = run_train([f"resume={run_dir}", "hw=cpu", "total_steps=1500"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]  # where and how long may change
     result = run_train([f"resume={tmp_path / 'nowhere'}"], cwd=tmp_path)
     assert result.returncode == 2 and "holds no checkpoints/last.pt" in result.stderr
 
