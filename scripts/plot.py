@@ -95,26 +95,46 @@ def group_band(curves: list[Curve], x: str) -> tuple[np.ndarray, np.ndarray, np.
     return grid, values.mean(axis=0), values.min(axis=0), values.max(axis=0)
 
 
-def plot(curves: list[Curve], tag: str, out: Path) -> None:
+def distinguishing_labels(labels: list[str]) -> dict[str, str]:
+    """Each label without the overrides that every label shares (they say nothing in a legend)."""
+    common = set.intersection(*(set(label.split()) for label in labels)) if labels else set()
+    return {
+        label: " ".join(o for o in label.split() if o not in common) or label for label in labels
+    }
+
+
+def smoothed(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average over `window` points (the first points average fewer)."""
+    if window <= 1:
+        return values
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    counts = np.minimum(np.arange(1, len(values) + 1), window)
+    return (sums[1:] - sums[np.maximum(np.arange(1, len(values) + 1) - window, 0)]) / counts
+
+
+def plot(curves: list[Curve], tag: str, out: Path, smooth: int = 1) -> None:
     """Two panels (vs frames, vs hours), one line and band per group of seeds."""
     groups: dict[str, list[Curve]] = {}
     for curve in curves:
         groups.setdefault(curve.label, []).append(curve)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    names = distinguishing_labels(sorted(groups))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     for (label, members), color in zip(sorted(groups.items()), plt.cm.tab10.colors * 10):
-        name = f"{label} ({len(members)} seed{'s' if len(members) > 1 else ''})"
+        name = f"{names[label]} ({len(members)} seed{'s' if len(members) > 1 else ''})"
         for ax, x in zip(axes, ("frames", "hours")):
             grid, mean, low, high = group_band(members, x)
-            ax.plot(grid, mean, color=color, label=name)
+            ax.plot(grid, smoothed(mean, smooth), color=color, label=name if x == "frames" else None)
             if len(members) > 1:
-                ax.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
+                ax.fill_between(grid, smoothed(low, smooth), smoothed(high, smooth), color=color,
+                                alpha=0.2, linewidth=0)
     axes[0].set_xlabel("emulator frames")
     axes[1].set_xlabel("wall-clock hours")
     for ax in axes:
         ax.set_ylabel(tag)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize="small", loc="best")
-    fig.suptitle(f"{tag}: mean and min-max band across seeds")
+    fig.legend(fontsize="small", loc="outside lower center", ncol=min(len(groups), 3))
+    average = f", moving average of {smooth} points" if smooth > 1 else ""
+    fig.suptitle(f"{tag}: mean and min-max band across seeds{average}")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -126,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", type=Path, help="run or sweep directories")
     parser.add_argument("--tag", default="eval/episodic_return", help="TensorBoard scalar")
     parser.add_argument("--out", type=Path, help="PNG to write (default: <first>/curves.png)")
+    parser.add_argument("--smooth", type=int, default=1, help="moving average over N points")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("tensorboard").setLevel(logging.WARNING)  # its file-by-file chatter
@@ -143,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     out = args.out or args.paths[0] / "curves.png"
-    plot(curves, args.tag, out)
+    plot(curves, args.tag, out, args.smooth)
     log.info("%d runs in %d groups -> %s", len(curves), len({c.label for c in curves}), out)
     return 0
 
