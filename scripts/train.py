@@ -18,13 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from dqn.config import (
-    ConfigError,
-    changeable_on_resume,
-    config_for_resume,
-    load_run_config,
-    register_configs,
-)
+from dqn.config import ConfigError, config_for_resume, load_run_config, register_configs
 from dqn.trainer import CheckpointWriteError, Trainer
 
 log = logging.getLogger("train")
@@ -50,19 +44,11 @@ def main(cfg: DictConfig) -> float:
             run_dir = Path(HydraConfig.get().runtime.output_dir)
         else:  # the run's own config, with what this command line changes
             typed = [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
-            overridden = {}
-            for key in typed:
-                value = OmegaConf.select(cfg, key)
-                if key == "resume":
-                    continue
-                if value is None and not changeable_on_resume(key):  # a group such as experiment
-                    raise ConfigError(
-                        f"resume= continues a run as it was configured: {key} cannot change "
-                        "(only total_steps, log_interval_steps, hw, eval and checkpoint keys can)."
-                    )
-                overridden[key] = (
-                    OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-                )
+            values = {key: OmegaConf.select(cfg, key) for key in typed if key != "resume"}
+            overridden = {  # a group such as experiment has no value: config_for_resume refuses it
+                key: OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+                for key, value in values.items()
+            }
             run_cfg = config_for_resume(cfg.resume, overridden)
             run_dir = Path(run_cfg.resume)
         trainer = Trainer(run_cfg, run_dir)
