@@ -19,7 +19,10 @@ from dqn.config import ConfigError
 log = logging.getLogger(__name__)
 
 FORMAT = "atari-dqn-checkpoint/1"
+POLICY_FORMAT = "atari-dqn-policy/1"  # weights to act with only (`save_policy`)
 REQUIRED_KEYS = ("config", "agent", "obs_shape", "n_actions", "env_steps")
+# What a noisy layer needs in training only: evaluation acts with the means (`NoisyLinear`).
+NOISE_PARAMETERS = ("weight_sigma", "bias_sigma", "noise_in", "noise_out")
 
 
 def previous_path(path: Path) -> Path:
@@ -69,6 +72,24 @@ def save_checkpoint(payload: dict, path: Path, keep_previous: bool = False) -> N
     )
 
 
+def save_policy(payload: dict, path: Path, dtype: torch.dtype = torch.float16) -> None:
+    """Write the part of a checkpoint an agent acts with: the online network's eval-mode
+    weights (noisy layers keep their means only) in `dtype`, the run's config, shapes and
+    counters. A few MB, for shipping a trained agent; it cannot resume training."""
+    weights = {
+        name: tensor.to(dtype) if tensor.is_floating_point() else tensor
+        for name, tensor in payload["agent"]["q_net"].items()
+        if name.rpartition(".")[2] not in NOISE_PARAMETERS
+    }
+    training_state = ("format", "agent", "rng", "progress")
+    policy = {key: value for key, value in payload.items() if key not in training_state}
+    policy["agent"] = {"q_net": weights}
+    policy["wall_seconds"] = payload.get("progress", {}).get("wall_seconds")
+    _write_atomically(
+        path, lambda f: torch.save({"format": POLICY_FORMAT, **policy}, f), keep_previous=False
+    )
+
+
 def save_arrays(arrays: dict[str, np.ndarray], path: Path) -> None:
     """Write numpy arrays to an uncompressed `.npz` atomically (no pickled objects)."""
     _write_atomically(path, lambda f: np.savez(f, **arrays), keep_previous=False)
@@ -91,7 +112,13 @@ def load_latest(checkpoint_dir: Path, name: str = "last.pt") -> tuple[dict, Path
     errors = []
     for path in existing:
         try:
-            return load_checkpoint(path), path
+            payload = load_checkpoint(path)
+            if payload["format"] == POLICY_FORMAT:
+                raise ConfigError(
+                    f"{path} is a policy file (weights to act with only) and cannot resume "
+                    "a run: put a training checkpoint there."
+                )
+            return payload, path
         except ConfigError as e:
             log.warning("%s Falling back to the previous checkpoint.", e)
             errors.append(str(e))
@@ -101,7 +128,8 @@ def load_latest(checkpoint_dir: Path, name: str = "last.pt") -> tuple[dict, Path
 
 
 def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint written by `save_checkpoint` (tensors and plain containers only)."""
+    """Load a checkpoint written by `save_checkpoint` or `save_policy` (tensors and plain
+    containers only)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Checkpoint {path} does not exist: give the path of a .pt file.")
@@ -119,7 +147,7 @@ def load_checkpoint(path: Path) -> dict:
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConfigError(f"Checkpoint {path} is truncated or corrupt ({first}).") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") not in (FORMAT, POLICY_FORMAT):
         raise ConfigError(f"{path} is not an atari-dqn checkpoint (format {FORMAT} expected).")
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:

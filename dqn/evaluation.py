@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from dqn.agent import DQNAgent
-from dqn.checkpoint import load_checkpoint
+from dqn.checkpoint import NOISE_PARAMETERS, POLICY_FORMAT, load_checkpoint
 from dqn.config import ConfigError, EnvBackend, EnvKind, RunConfig, run_config_from_dict
 from dqn.envs import Episode, EpisodeTracker, make_vector_env
 from dqn.networks import build_network
@@ -116,6 +116,20 @@ class EvalProtocol:
                 raise ConfigError(f"{key} must be {allowed}, got {getattr(self, key)}.")
 
 
+def load_policy_weights(q_net: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Load a policy file's weights (`save_policy`): every parameter but the noisy layers'
+    noise, whose scales are set to 0 so the network acts with its means in any mode.
+    RuntimeError if any other weight is missing or extra."""
+    missing, unexpected = q_net.load_state_dict(weights, strict=False)
+    not_noise = [name for name in missing if name.rpartition(".")[2] not in NOISE_PARAMETERS]
+    if not_noise or unexpected:
+        raise RuntimeError(f"missing weights {not_noise[:3]}, unexpected {unexpected[:3]}")
+    with torch.no_grad():
+        for name, tensor in q_net.state_dict(keep_vars=True).items():
+            if name in missing:
+                tensor.zero_()
+
+
 def load_agent(
     path: Path, device: torch.device, env_id: str | None = None
 ) -> tuple[DQNAgent, RunConfig, dict]:
@@ -132,7 +146,10 @@ def load_agent(
         run.network, tuple(payload["obs_shape"]), n_actions, **run.agent.head_kwargs()
     )
     try:
-        q_net.load_state_dict(payload["agent"]["q_net"])
+        if payload["format"] == POLICY_FORMAT:
+            load_policy_weights(q_net, payload["agent"]["q_net"])
+        else:
+            q_net.load_state_dict(payload["agent"]["q_net"])
     except RuntimeError as e:
         first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
         raise ConfigError(

@@ -3,12 +3,15 @@
 Rebuilds env and network from the run's saved config, plays whole games with the stated
 protocol, prints mean, std, min and max, and writes them to `<checkpoint>.eval.json`; with
 `video=true` also the best game as `<checkpoint>.best.mp4` (full colour, plays in a browser).
+Both go beside the checkpoint, or into `out_dir=<dir>`. Policy files (`scripts/export.py`)
+are evaluated the same way.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,7 @@ class EvaluateConfig(EvalProtocol):
     env_id: str | None = None  # refuse a checkpoint trained on another game
     device: str = "cpu"
     video: bool = False  # write the best game as an mp4 beside the checkpoint
+    out_dir: str | None = None  # where the JSON and mp4 go (default: beside the checkpoint)
 
 
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
@@ -49,13 +53,20 @@ def main(cfg: DictConfig) -> float:
         path = Path(fields.pop("checkpoint"))
         env_id = fields.pop("env_id")
         device = resolve_device(fields.pop("device"), key="device")
-        video = path.with_name(f"{path.stem}.best.mp4") if fields.pop("video") else None
+        out_dir = Path(fields.pop("out_dir") or path.parent)
+        if cfg.out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(out_dir, os.W_OK):
+            raise ConfigError(
+                f"Cannot write the results to {out_dir}: give out_dir=<a writable directory>."
+            )
+        video = out_dir / f"{path.stem}.best.mp4" if fields.pop("video") else None
         protocol = EvalProtocol(**fields)
         figures = evaluate_checkpoint(path, protocol, device, env_id, video)
     except ConfigError as e:
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(2)
-    out = path.with_name(f"{path.stem}.eval.json")
+    out = out_dir / f"{path.stem}.eval.json"
     out.write_text(json.dumps(figures, indent=2) + "\n")
     print(
         f"{figures['env']} after {figures['env_steps']} steps: "

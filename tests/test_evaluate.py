@@ -129,3 +129,76 @@ def test_video_of_the_best_game_is_a_full_colour_browser_mp4(tmp_path):
     assert frames[0].shape == (420, 320, 3)  # 210 x 160 screen doubled
     colour = frames[len(frames) // 2].astype(int)
     assert np.abs(colour[..., 0] - colour[..., 1]).max() > 30  # not grayscale
+
+
+EXPORT = REPO / "scripts" / "export.py"
+
+
+@pytest.fixture(scope="module")
+def rainbow_checkpoint(tmp_path_factory) -> Path:
+    """A Rainbow agent (noisy dueling C51 head) saved the way training saves it, its noise
+    scales and weights moved off their initial values so the export has something to keep."""
+    run_dir = tmp_path_factory.mktemp("rainbow")
+    cfg = load_run_config(compose_config(["agent=rainbow", "hw.num_envs=2", "eval.num_envs=1",
+                                          "agent.buffer_size=1000"]))
+    trainer = Trainer(cfg, run_dir)
+    with torch.no_grad():
+        for parameter in trainer.agent.q_net.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    trainer.save("last.pt")
+    trainer.close()
+    return run_dir / "checkpoints" / "last.pt"
+
+
+def test_exported_policy_is_small_and_acts_like_the_checkpoint(rainbow_checkpoint, tmp_path):
+    """scripts/export.py keeps the evaluation weights in float16: a fraction of the size, the
+    same Q-values up to float16 rounding, the run's config beside it as YAML."""
+    from dqn.evaluation import load_agent
+
+    policy = tmp_path / "pretrained" / "agent.pt"
+    result = subprocess.run([sys.executable, str(EXPORT), str(rainbow_checkpoint), str(policy)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert policy.stat().st_size < rainbow_checkpoint.stat().st_size / 6
+    config = policy.with_suffix(".yaml").read_text()
+    assert "noisy_nets: true" in config and "space_invaders" in config
+
+    full, run, _ = load_agent(rainbow_checkpoint, torch.device("cpu"))
+    shipped, shipped_run, payload = load_agent(policy, torch.device("cpu"))
+    assert shipped_run == run and payload["env_steps"] == 0
+    weights = payload["agent"]["q_net"]
+    assert weights["head.advantage.0.weight_mu"].dtype == torch.float16
+    assert not [name for name in weights if "sigma" in name or "noise" in name]
+    frames = torch.randint(0, 256, (64, 4, 84, 84), dtype=torch.uint8)
+    with torch.no_grad(), full.evaluating(), shipped.evaluating():
+        q_full = full.q_values(full.q_net(frames))
+        q_shipped = shipped.q_values(shipped.q_net(frames))
+        # Noise scales were not shipped: they are 0, so training mode acts with the means too.
+        q_train_mode = shipped.q_values(shipped.q_net.train()(frames))
+    assert q_full.std() > 0.01  # the Q-values differ between states and actions
+    torch.testing.assert_close(q_shipped, q_full, atol=2e-3 * q_full.abs().max().item(), rtol=0)
+    torch.testing.assert_close(q_train_mode, q_shipped)
+
+
+def test_evaluate_scores_a_policy_file_into_out_dir(rainbow_checkpoint, tmp_path):
+    policy = tmp_path / "agent.pt"
+    subprocess.run([sys.executable, str(EXPORT), str(rainbow_checkpoint), str(policy)],
+                   check=True, capture_output=True, timeout=120)
+    out_dir = tmp_path / "results"
+    result = run_evaluate([f"checkpoint={policy}", f"out_dir={out_dir}", "episodes=2",
+                           "num_envs=2", "max_episode_frames=2000"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads((out_dir / "agent.eval.json").read_text())
+    assert figures["episodes"] == 2 and figures["checkpoint"] == str(policy)
+    assert not policy.with_name("agent.eval.json").exists()
+
+
+def test_a_policy_file_cannot_resume_a_run(rainbow_checkpoint, tmp_path):
+    from dqn.checkpoint import load_latest
+    from dqn.config import ConfigError
+
+    policy = tmp_path / "checkpoints" / "last.pt"
+    subprocess.run([sys.executable, str(EXPORT), str(rainbow_checkpoint), str(policy)],
+                   check=True, capture_output=True, timeout=120)
+    with pytest.raises(ConfigError, match="is a policy file .* cannot resume a run"):
+        load_latest(policy.parent)
