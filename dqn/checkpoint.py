@@ -15,14 +15,13 @@ import numpy as np
 import torch
 
 from dqn.config import ConfigError
+from dqn.networks import NOISE_PARAMETERS
 
 log = logging.getLogger(__name__)
 
 FORMAT = "atari-dqn-checkpoint/1"
 POLICY_FORMAT = "atari-dqn-policy/1"  # weights to act with only (`save_policy`)
 REQUIRED_KEYS = ("config", "agent", "obs_shape", "n_actions", "env_steps")
-# What a noisy layer needs in training only: evaluation acts with the means (`NoisyLinear`).
-NOISE_PARAMETERS = ("weight_sigma", "bias_sigma", "noise_in", "noise_out")
 
 
 def previous_path(path: Path) -> Path:

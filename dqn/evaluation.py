@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from dqn.agent import DQNAgent
-from dqn.checkpoint import NOISE_PARAMETERS, POLICY_FORMAT, load_checkpoint
+from dqn.checkpoint import POLICY_FORMAT, load_checkpoint
 from dqn.config import ConfigError, EnvBackend, EnvKind, RunConfig, run_config_from_dict
 from dqn.envs import Episode, EpisodeTracker, make_vector_env
-from dqn.networks import build_network
+from dqn.networks import NOISE_PARAMETERS, build_network
 from dqn.video import BestGameVideo, EpisodeRecorder
 
 

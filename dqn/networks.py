@@ -15,6 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 
+# A NoisyLinear's tensors that only training uses: evaluation acts with the means.
+NOISE_PARAMETERS = ("weight_sigma", "bias_sigma", "noise_in", "noise_out")
+
+
 class NoisyLinear(nn.Module):
     """A linear layer with learned, factorised Gaussian noise on its weights (Fortunato et al.
     2018): w = mu_w + sigma_w * (f(e_out) f(e_in)^T), b = mu_b + sigma_b * f(e_out), with
