@@ -4,6 +4,8 @@ Finds every run under the given directories (a directory with TensorBoard event 
 one scalar (eval/episodic_return by default), groups runs whose Hydra overrides differ only in
 `seed`, and draws each group's mean with a min-max band across seeds, against emulator frames
 and against wall-clock hours. Saves a PNG (default: curves.png in the first directory).
+`--thresholds 0 15` also draws those levels and prints, per run, the first logged point at or
+above each (env steps, frames, hours).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Curve:
 
     run_dir: Path
     label: str  # the run's overrides without its seed: runs that share it are seeds of one setup
+    steps: np.ndarray  # env steps (agent steps summed over envs)
     frames: np.ndarray
     hours: np.ndarray  # wall-clock hours since the run's first event (pauses count too)
     values: np.ndarray
@@ -79,10 +82,30 @@ def read_curve(run_dir: Path, tag: str) -> Curve | None:
     return Curve(
         run_dir=run_dir,
         label=run_label(run_dir),
+        steps=np.array([p.step for p in points], dtype=np.int64),
         frames=np.array([p.step for p in points], dtype=np.float64) * frames_per_step(run_dir),
         hours=np.array([(p.wall_time - start) / 3600 for p in points]),
         values=np.array([p.value for p in points]),
     )
+
+
+def first_crossing(curve: Curve, threshold: float) -> int | None:
+    """Index of the first point whose value is at least `threshold`, or None."""
+    above = np.flatnonzero(curve.values >= threshold)
+    return int(above[0]) if len(above) else None
+
+
+def crossing_table(curves: list[Curve], thresholds: list[float]) -> list[str]:
+    """Lines of a table: for each run and threshold, where the curve first reached it."""
+    lines = [f"{'run':40s} {'threshold':>9s} {'env steps':>10s} {'frames':>11s} {'hours':>6s}"]
+    for curve in curves:
+        for threshold in thresholds:
+            i = first_crossing(curve, threshold)
+            where = ("not reached (last point: "
+                     f"{curve.values[-1]:g} at {curve.steps[-1]} steps)") if i is None else (
+                f"{curve.steps[i]:>10d} {curve.frames[i]:>11.0f} {curve.hours[i]:>6.2f}")
+            lines.append(f"{str(curve.run_dir)[-40:]:40s} {threshold:>9g} {where}")
+    return lines
 
 
 def group_band(curves: list[Curve], x: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -112,8 +135,11 @@ def smoothed(values: np.ndarray, window: int) -> np.ndarray:
     return (sums[1:] - sums[np.maximum(np.arange(1, len(values) + 1) - window, 0)]) / counts
 
 
-def plot(curves: list[Curve], tag: str, out: Path, smooth: int = 1) -> None:
-    """Two panels (vs frames, vs hours), one line and band per group of seeds."""
+def plot(
+    curves: list[Curve], tag: str, out: Path, smooth: int = 1, thresholds: tuple = ()
+) -> None:
+    """Two panels (vs frames, vs hours), one line and band per group of seeds, and a dashed
+    line at each threshold."""
     groups: dict[str, list[Curve]] = {}
     for curve in curves:
         groups.setdefault(curve.label, []).append(curve)
@@ -132,6 +158,8 @@ def plot(curves: list[Curve], tag: str, out: Path, smooth: int = 1) -> None:
     for ax in axes:
         ax.set_ylabel(tag)
         ax.grid(alpha=0.3)
+        for threshold in thresholds:
+            ax.axhline(threshold, color="grey", linestyle="--", linewidth=0.8)
     fig.legend(fontsize="small", loc="outside lower center", ncol=min(len(groups), 3))
     average = f", moving average of {smooth} points" if smooth > 1 else ""
     fig.suptitle(f"{tag}: mean and min-max band across seeds{average}")
@@ -147,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="eval/episodic_return", help="TensorBoard scalar")
     parser.add_argument("--out", type=Path, help="PNG to write (default: <first>/curves.png)")
     parser.add_argument("--smooth", type=int, default=1, help="moving average over N points")
+    parser.add_argument("--thresholds", type=float, nargs="*", default=[],
+                        help="levels to mark; prints where each run first reached them")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("tensorboard").setLevel(logging.WARNING)  # its file-by-file chatter
@@ -164,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     out = args.out or args.paths[0] / "curves.png"
-    plot(curves, args.tag, out, args.smooth)
+    plot(curves, args.tag, out, args.smooth, tuple(args.thresholds))
+    if args.thresholds:
+        print("\n".join(crossing_table(curves, args.thresholds)))
     log.info("%d runs in %d groups -> %s", len(curves), len({c.label for c in curves}), out)
     return 0
 

@@ -56,6 +56,23 @@ def test_sweep_seeds_are_grouped_into_mean_and_band(tmp_path):
     assert image.shape[0] > 300 and image.shape[1] > 600
 
 
+def test_thresholds_print_where_each_run_first_reached_them(tmp_path):
+    """Pong-style question: at which step did the eval return first pass 0 and +15?"""
+    steps = [0, 50_000, 100_000, 150_000, 200_000]
+    fake_run(tmp_path / "pong", ["env=pong"], [-21, -3, 0.5, -1, 16], steps)
+    curve = plot.read_curve(tmp_path / "pong", "eval/episodic_return")
+    assert plot.first_crossing(curve, 0) == 2 and plot.first_crossing(curve, 15) == 4
+    assert plot.first_crossing(curve, 20) is None
+    result = subprocess.run([sys.executable, str(PLOT), str(tmp_path), "--thresholds", "0", "15",
+                             "20", "--out", str(tmp_path / "pong.png")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert rows[0][1:4] == ["0", "100000", "400000"]  # threshold, env steps, frames
+    assert rows[1][1:4] == ["15", "200000", "800000"]
+    assert " ".join(rows[2][1:]).startswith("20 not reached (last point: 16 at 200000 steps)")
+
+
 def test_a_directory_without_the_tag_is_one_sentence(tmp_path):
     fake_run(tmp_path / "run", ["seed=1"], [1.0], [0])
     result = subprocess.run([sys.executable, str(PLOT), str(tmp_path), "--tag", "nope"],
