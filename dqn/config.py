@@ -152,7 +152,7 @@ class AgentConfig:
     # Noisy nets (Fortunato et al. 2018): learned noise in the head explores; epsilon-greedy
     # exploration is off (eval keeps eval.epsilon).
     noisy_nets: bool = False
-    noisy_std: float = 0.5  # initial sigma, scaled by 1/sqrt(fan-in)
+    noisy_std: float = 0.1  # initial sigma, scaled by 1/sqrt(fan-in)
     # Distributional C51 (Bellemare et al. 2017): returns as a distribution over num_atoms
     # evenly spaced atoms in [v_min, v_max] (clipped rewards: +-10).
     distributional: bool = False
