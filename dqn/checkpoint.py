@@ -83,7 +83,8 @@ def save_policy(payload: dict, path: Path, dtype: torch.dtype = torch.float16) -
     training_state = ("format", "agent", "rng", "progress")
     policy = {key: value for key, value in payload.items() if key not in training_state}
     policy["agent"] = {"q_net": weights}
-    policy["wall_seconds"] = payload.get("progress", {}).get("wall_seconds")
+    if "progress" in payload:  # a training checkpoint (a policy file already has it)
+        policy["wall_seconds"] = payload["progress"].get("wall_seconds")
     _write_atomically(
         path, lambda f: torch.save({"format": POLICY_FORMAT, **policy}, f), keep_previous=False
     )

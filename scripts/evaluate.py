@@ -55,7 +55,10 @@ def main(cfg: DictConfig) -> float:
         device = resolve_device(fields.pop("device"), key="device")
         out_dir = Path(fields.pop("out_dir") or path.parent)
         if cfg.out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"Cannot create out_dir={out_dir} ({e.strerror}).") from None
         if not os.access(out_dir, os.W_OK):
             raise ConfigError(
                 f"Cannot write the results to {out_dir}: give out_dir=<a writable directory>."

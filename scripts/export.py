@@ -38,12 +38,15 @@ def main(argv: list[str] | None = None) -> int:
         payload = load_checkpoint(args.checkpoint)
         if args.out.suffix != ".pt":
             raise ConfigError(f"The output {args.out} must end in .pt.")
-        save_policy(payload, args.out, DTYPES[args.dtype])
+        config_path = args.out.with_suffix(".yaml")
+        try:
+            save_policy(payload, args.out, DTYPES[args.dtype])
+            config_path.write_text(OmegaConf.to_yaml(OmegaConf.create(payload["config"])))
+        except OSError as e:
+            raise ConfigError(f"Cannot write {e.filename or args.out} ({e.strerror}).") from None
     except ConfigError as e:
         log.error("Error: %s", e)
         return 2
-    config_path = args.out.with_suffix(".yaml")
-    config_path.write_text(OmegaConf.to_yaml(OmegaConf.create(payload["config"])))
     log.info("wrote %s (%.1f MB, %s, %d env steps) and %s", args.out,
              args.out.stat().st_size / 1e6, args.dtype, payload["env_steps"], config_path)
     return 0
