@@ -96,15 +96,28 @@ class QHead(nn.Module):
             self.q = stream(n_actions * num_atoms)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """(batch, n_actions) Q-values, or (batch, n_actions, num_atoms) logits."""
+        """(batch, n_actions) Q-values, or (batch, n_actions, num_atoms) logits, in float32.
+
+        The hidden layers follow any autocast in force; the output layers and the dueling sum
+        run in float32. Action gaps are small next to the values themselves: bfloat16 keeps 8
+        significant bits, so at |Q| ~ 4 it rounds to steps of 0.03 and V + A would lose A.
+        """
         shape = (-1, self.n_actions, self.num_atoms)
         if self.dueling:
-            advantage = self.advantage(features).view(shape)
-            value = self.value(features).view(-1, 1, self.num_atoms)
+            advantage = _output_layer(self.advantage, features).view(shape)
+            value = _output_layer(self.value, features).view(-1, 1, self.num_atoms)
             out = value + advantage - advantage.mean(dim=1, keepdim=True)
         else:
-            out = self.q(features).view(shape)
+            out = _output_layer(self.q, features).view(shape)
         return out.squeeze(-1) if self.num_atoms == 1 else out
+
+
+def _output_layer(stream: nn.Sequential, features: torch.Tensor) -> torch.Tensor:
+    """A (hidden, ReLU, output) stream with its hidden layer under the caller's autocast and
+    its output layer in float32."""
+    hidden = stream[1](stream[0](features))
+    with torch.autocast(features.device.type, enabled=False):
+        return stream[2](hidden.float())
 
 
 def reset_noise(module: nn.Module) -> None:

@@ -107,6 +107,25 @@ def test_bf16_autocast_and_channels_last_update_on_cpu(rainbow):
     assert agent.greedy_actions(batch.observations.numpy()).shape == (8,)
 
 
+def test_bf16_autocast_keeps_small_action_gaps():
+    """Q = V + A - mean(A) with V = 4 and a 0.001 advantage for action 1: bfloat16 rounds 4.001
+    to 4.0 (steps of 0.03 there), so the head must add the streams in float32."""
+    from dqn.config import Precision
+
+    net = NatureCNN((4, 84, 84), 6, dueling=True)
+    with torch.no_grad():
+        net.head.value[2].bias.fill_(4.0)
+        net.head.advantage[2].weight.zero_()
+        net.head.advantage[2].bias.copy_(torch.tensor([0.0, 1e-3, 0.0, 0.0, 0.0, 0.0]))
+    agent = DQNAgent(net, 6, AgentConfig(), torch.device("cpu"), Precision.bf16)
+    frames = np.random.default_rng(0).integers(0, 256, (3, 4, 84, 84), dtype=np.uint8)
+    with agent._autocast():
+        q = net(torch.as_tensor(frames))
+    assert q.dtype == torch.float32
+    assert torch.allclose(q[:, 1] - q[:, 0], torch.full((3,), 1e-3), atol=1e-5)
+    assert agent.greedy_actions(frames).tolist() == [1, 1, 1]
+
+
 def test_compiled_update_matches_eager():
     """hw.compile_mode (CUDA graphs on GPUs) runs the same update; checked eager vs compiled."""
     eager, compiled = make_agent(), make_agent()
