@@ -3,8 +3,9 @@
 Rebuilds env and network from the run's saved config, plays whole games with the stated
 protocol, prints mean, std, min and max, and writes them to `<checkpoint>.eval.json`; with
 `video=true` also the best game as `<checkpoint>.best.mp4` (full colour, plays in a browser).
-Both go beside the checkpoint, or into `out_dir=<dir>`. Policy files (`scripts/export.py`)
-are evaluated the same way.
+Both go beside the checkpoint (for the agents shipped in `dqn/pretrained/`, into
+`outputs/evaluate/<name>/`), or into `out_dir=<dir>`. Policy files (`scripts/export.py`) are
+evaluated the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from dqn import PRETRAINED_DIR
 from dqn.config import ConfigError
 from dqn.evaluation import EvalProtocol, evaluate_checkpoint
 from dqn.trainer import resolve_device
@@ -41,6 +43,14 @@ class EvaluateConfig(EvalProtocol):
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
 
 
+def default_out_dir(checkpoint: Path) -> Path:
+    """Beside the checkpoint; for an agent shipped in the package, `outputs/evaluate/<name>`,
+    so the shipped files (its reference evaluation among them) stay as they are."""
+    if checkpoint.resolve().parent == PRETRAINED_DIR:
+        return Path("outputs") / "evaluate" / checkpoint.stem
+    return checkpoint.parent
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float:
     """Evaluate, print the figures, write the JSON beside the checkpoint."""
@@ -53,8 +63,8 @@ def main(cfg: DictConfig) -> float:
         path = Path(fields.pop("checkpoint"))
         env_id = fields.pop("env_id")
         device = resolve_device(fields.pop("device"), key="device")
-        out_dir = Path(fields.pop("out_dir") or path.parent)
-        if cfg.out_dir is not None:
+        out_dir = Path(fields.pop("out_dir") or default_out_dir(path))
+        if out_dir != path.parent:
             try:
                 out_dir.mkdir(parents=True, exist_ok=True)
             except OSError as e:
