@@ -103,8 +103,10 @@ class DQNAgent:
             self.q_net.train()
 
     def update(self, batch: ReplaySamples) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """One gradient step on a batch. Returns detached metrics and each transition's new
-        priority signal (|TD error|, or the C51 loss), both left on the device (no host sync)."""
+        """One gradient step on a batch. Returns detached metrics (loss, mean Q of the actions
+        taken, mean action gap: best minus second-best Q of the batch's states) and each
+        transition's new priority signal (|TD error|, or the C51 loss), all left on the device
+        (no host sync)."""
         if self.cfg.noisy_nets:
             reset_noise(self.q_net)
             reset_noise(self.target_net)
@@ -147,7 +149,13 @@ class DQNAgent:
             nn.utils.clip_grad_norm_(self.q_net.parameters(), self.cfg.max_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        metrics = {"td_loss": loss.detach(), "q_values": q_taken.detach().mean()}
+        with torch.no_grad():
+            top2 = self.q_values(outputs.detach()).topk(2, dim=1).values
+        metrics = {
+            "td_loss": loss.detach(),
+            "q_values": q_taken.detach().mean(),
+            "action_gap": (top2[:, 0] - top2[:, 1]).mean(),
+        }
         return metrics, priorities.detach()
 
     def set_lr(self, lr: float) -> None:

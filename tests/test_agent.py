@@ -54,6 +54,20 @@ def test_update_fits_a_fixed_batch_and_target_sync_copies_weights():
     assert torch.equal(agent.q_net.head.q[0].weight, agent.target_net.head.q[0].weight)
 
 
+
+def test_update_reports_the_action_gap_of_the_batch_states():
+    """The action gap is the best minus the second-best Q-value (not the spread to the worst),
+    averaged over the batch, from the network as it was before the step."""
+    torch.manual_seed(0)
+    agent = DQNAgent(MLP((3,), 3, hidden_sizes=[32]), 3, AgentConfig(), torch.device("cpu"))
+    batch = fixed_batch()
+    with torch.no_grad():
+        q = agent.q_net(batch.observations).sort(dim=1, descending=True).values
+    expected = (q[:, 0] - q[:, 1]).mean()
+    assert float(expected) < float((q[:, 0] - q[:, 2]).mean())
+    metrics, _ = agent.update(batch)
+    assert float(metrics["action_gap"]) == pytest.approx(float(expected), rel=1e-5)
+
 @pytest.mark.parametrize("double_q", [False, True])
 def test_update_regresses_on_the_td_target_of_its_variant(double_q):
     """The loss of an update is the squared error to the target built here by hand."""

@@ -48,7 +48,7 @@ def test_space_invaders_smoke_run_writes_logs_checkpoints_and_summary(tmp_path):
 
     events = EventAccumulator(str(run_dir))
     events.Reload()
-    assert CLEANRL_TAGS <= set(events.Tags()["scalars"])
+    assert CLEANRL_TAGS | {"losses/action_gap"} <= set(events.Tags()["scalars"])
     assert "hyperparameters/text_summary" in events.Tags()["tensors"]
     td_loss = events.Scalars("losses/td_loss")
     assert td_loss and td_loss[0].step >= 1000  # no loss before learning starts
