@@ -3,7 +3,8 @@
 Finds every run under the given directories (a directory with TensorBoard event files), reads
 one scalar (eval/episodic_return by default), groups runs whose Hydra overrides differ only in
 `seed`, and draws each group's mean with a min-max band across seeds, against emulator frames
-and against wall-clock hours. Saves a PNG (default: curves.png in the first directory).
+and against training hours (wall-clock time while a process of the run was running: the pauses
+of a run stopped and resumed later are left out). Saves a PNG (default: curves.png in the first directory).
 `--thresholds 0 15` also draws those levels and prints, per run, the first logged point at or
 above each (env steps, frames, hours).
 """
@@ -23,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader  # noqa: E402
 
 log = logging.getLogger("plot")
 
@@ -35,7 +37,7 @@ class Curve:
     label: str  # the run's overrides without its seed: runs that share it are seeds of one setup
     steps: np.ndarray  # env steps (agent steps summed over envs)
     frames: np.ndarray
-    hours: np.ndarray  # wall-clock hours since the run's first event (pauses count too)
+    hours: np.ndarray  # training hours: wall-clock time the run's processes ran, pauses left out
     values: np.ndarray
 
 
@@ -68,6 +70,32 @@ def run_label(run_dir: Path) -> str:
     return " ".join(kept) or "defaults"
 
 
+def active_intervals(run_dir: Path) -> list[tuple[float, float]]:
+    """The wall-clock spans (start, end) in which the run was writing events: one per process
+    (each writes its own event files; spans that overlap or touch are merged), in time order."""
+    spans = []
+    for path in run_dir.glob("events.out.tfevents.*"):
+        times = [event.wall_time for event in EventFileLoader(str(path)).Load()]
+        if times:
+            spans.append((min(times), max(times)))
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def training_hours(wall_times: np.ndarray, intervals: list[tuple[float, float]]) -> np.ndarray:
+    """Hours of running time from the first interval's start to each wall time: the gaps
+    between intervals (a run stopped, then resumed hours or days later) do not count."""
+    pauses = np.zeros(len(wall_times))
+    for (_, end), (next_start, _) in zip(intervals, intervals[1:]):
+        pauses += np.clip(wall_times - end, 0.0, next_start - end)
+    return (wall_times - intervals[0][0] - pauses) / 3600
+
+
 def read_curve(run_dir: Path, tag: str) -> Curve | None:
     """The `tag` series of one run, or None if the run never logged it."""
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
@@ -78,13 +106,12 @@ def read_curve(run_dir: Path, tag: str) -> Curve | None:
     # A resumed run may log a step twice (before and after the restart): keep the latest.
     latest = {s.step: s for s in sorted(scalars, key=lambda s: s.wall_time)}
     points = [latest[step] for step in sorted(latest)]
-    start = events.FirstEventTimestamp()  # the run's start, not its first evaluation
     return Curve(
         run_dir=run_dir,
         label=run_label(run_dir),
         steps=np.array([p.step for p in points], dtype=np.int64),
         frames=np.array([p.step for p in points], dtype=np.float64) * frames_per_step(run_dir),
-        hours=np.array([(p.wall_time - start) / 3600 for p in points]),
+        hours=training_hours(np.array([p.wall_time for p in points]), active_intervals(run_dir)),
         values=np.array([p.value for p in points]),
     )
 
@@ -154,7 +181,7 @@ def plot(
                 ax.fill_between(grid, smoothed(low, smooth), smoothed(high, smooth), color=color,
                                 alpha=0.2, linewidth=0)
     axes[0].set_xlabel("emulator frames")
-    axes[1].set_xlabel("wall-clock hours")
+    axes[1].set_xlabel("training hours (pauses between resumes left out)")
     for ax in axes:
         ax.set_ylabel(tag)
         ax.grid(alpha=0.3)

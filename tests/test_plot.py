@@ -3,6 +3,7 @@
 import importlib.util
 import subprocess
 import sys
+import time
 
 import imageio.v2 as imageio
 import numpy as np
@@ -55,6 +56,24 @@ def test_sweep_seeds_are_grouped_into_mean_and_band(tmp_path):
     image = imageio.imread(out)
     assert image.shape[0] > 300 and image.shape[1] > 600
 
+
+
+def test_hours_leave_out_the_pause_between_a_stop_and_a_resume(tmp_path, monkeypatch):
+    """Two processes of one run, an hour each, a day apart: the curve spans two training hours."""
+    clock = [0.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    run_dir = tmp_path / "run"
+    for first_step, started in ((0, 1e9), (2000, 1e9 + 3600 + 86400)):
+        clock[0] = started
+        logger = RunLogger(run_dir, total_steps=4000, initial_step=first_step)
+        for step in (first_step + 1000, first_step + 2000):
+            clock[0] += 1800
+            logger.scalars(step, {"eval/episodic_return": step / 100})
+        logger.close()
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 2
+    curve = plot.read_curve(run_dir, "eval/episodic_return")
+    assert curve.steps.tolist() == [1000, 2000, 3000, 4000]
+    assert curve.hours.tolist() == pytest.approx([0.5, 1.0, 1.5, 2.0])
 
 def test_thresholds_print_where_each_run_first_reached_them(tmp_path):
     """Pong-style question: at which step did the eval return first pass 0 and +15?"""
