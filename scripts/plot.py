@@ -4,7 +4,8 @@ Finds every run under the given directories (a directory with TensorBoard event 
 one scalar (eval/episodic_return by default), groups runs whose Hydra overrides differ only in
 `seed`, and draws each group's mean with a min-max band across seeds, against emulator frames
 and against training hours (wall-clock time while a process of the run was running: the pauses
-of a run stopped and resumed later are left out). Saves a PNG (default: curves.png in the first directory).
+of a run stopped and resumed later are left out). Saves a PNG (default: curves.png in the first
+directory).
 `--thresholds 0 15` also draws those levels and prints, per run, the first logged point at or
 above each (env steps, frames, hours).
 """
