@@ -35,10 +35,11 @@ class SumTree:
         priorities = np.broadcast_to(np.asarray(priorities, dtype=np.float64), nodes.shape)
         if np.any(priorities < 0) or not np.all(np.isfinite(priorities)):
             raise ValueError("priorities must be finite and >= 0")
-        self.nodes[nodes] = priorities
+        tree = self.nodes
+        tree[nodes] = priorities
         for _ in range(self.depth):  # recompute each changed parent from its two children
-            nodes = np.unique(nodes // 2)
-            self.nodes[nodes] = self.nodes[2 * nodes] + self.nodes[2 * nodes + 1]
+            nodes >>= 1  # a parent shared by several items is written several times, same sum
+            tree[nodes] = tree[2 * nodes] + tree[2 * nodes + 1]
 
     def rebuild(self) -> None:
         """Recompute every inner node from the leaves (after loading saved priorities)."""

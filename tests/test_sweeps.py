@@ -1,12 +1,18 @@
 """Sweeps on Hydra's engines: joblib multirun with HPARAMS, an Optuna search with a failing
-trial, and a submitit_local job that is signalled, requeued and resumed."""
+trial, and a submitit_local job that is preempted, requeued and resumed."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import run_train
+from conftest import TRAIN, run_train
 
 TINY = ["experiment=cartpole", "total_steps=600", "agent.learning_starts=100",
         "eval.interval_steps=100000", "eval.episodes=1", "eval.num_envs=1"]
@@ -45,20 +51,51 @@ def test_optuna_search_records_a_failing_trial_and_goes_on(tmp_path):
     assert 1 <= len(finished) < 4
 
 
+def _submitit_task_pids(folder: Path) -> list[int]:
+    """PIDs of the submitit task processes (`python -m submitit.core._submit <folder>/...`)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:  # the process ended while we looked
+            continue
+        if b"submitit.core._submit" in args and any(str(folder).encode() in a for a in args):
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
 @pytest.mark.slow
-def test_submitit_local_job_is_requeued_on_timeout_and_finishes(tmp_path):
-    """submitit signals the job (SIGUSR2) 30 s before its 1-minute limit; the trainer saves,
-    submitit requeues it into the same directory, and the run resumes to its full length.
-    (60k CartPole steps take two or three 30-second attempts here; submitit allows four.)"""
+def test_submitit_local_job_preempted_is_requeued_and_finishes(tmp_path):
+    """A cluster preempts a job by sending SIGUSR2: submitit's handler requeues it, the trainer
+    saves `last.pt` as the job exits, and the requeued job resumes in the same directory and
+    runs to its full length without counting a step twice. The signal is sent here once the
+    job has written its first checkpoint, so the test does not depend on this machine's speed.
+    (A timeout sends the same signal; submitit then also counts it against `max_num_timeout`.
+    With a 60-minute limit, submitit sees a signal in the first 48 minutes as a preemption.)"""
     sweep = tmp_path / "sweep"
-    result = run_train(["-m", "experiment=cartpole", "total_steps=60000",
-                        "checkpoint.interval_steps=5000", "eval.interval_steps=1000000",
-                        "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1",
-                        f"hydra.sweep.dir={sweep}"], cwd=tmp_path, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
+    args = ["-m", "experiment=cartpole", "total_steps=20000", "checkpoint.interval_steps=2000",
+            "eval.interval_steps=1000000", "hydra/launcher=submitit_local",
+            "hydra.launcher.timeout_min=60", f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    launcher = subprocess.Popen([sys.executable, str(TRAIN), *args], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(sweep.glob("*/checkpoints/last.pt")):
+            assert launcher.poll() is None, launcher.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "the job wrote no checkpoint in 5 minutes"
+            time.sleep(0.1)
+        [task] = _submitit_task_pids(sweep / ".submitit")
+        os.kill(task, signal.SIGUSR2)
+        output, _ = launcher.communicate(timeout=600)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 0, output[-3000:]
     [job] = [p for p in sweep.iterdir() if (p / "summary.json").exists()]
     summary = json.loads((job / "summary.json").read_text())
-    assert summary["env_steps"] == 60_000
-    assert len(summary["resumes"]) >= 1
-    logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*.err"))
-    assert "SIGUSR2" in logs or "requeue" in logs.lower()
+    assert summary["env_steps"] == 20_000
+    [resumed_at] = summary["resumes"]
+    assert 2000 <= resumed_at < 20_000
+    logs = "".join(p.read_text() for p in sorted((sweep / ".submitit").rglob("*_log.*")))
+    assert "this job is preempted" in logs
+    assert "Requeued job" in logs, logs[-3000:]
