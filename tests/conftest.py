@@ -30,4 +30,3 @@ def run_train(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.Co
         text=True,
         timeout=timeout,
     )
-
