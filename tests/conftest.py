@@ -21,12 +21,23 @@ def group_options(group: str) -> list[str]:
 
 def run_train(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run scripts/train.py in a subprocess (a real Hydra launch) and capture its output."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
         [sys.executable, str(TRAIN), *args],
         cwd=cwd,
-        env=env,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
         capture_output=True,
         text=True,
         timeout=timeout,
+    )
+
+
+def start_train(args: list[str], cwd: Path) -> subprocess.Popen:
+    """Start scripts/train.py in the background (to signal or kill it), stderr piped."""
+    return subprocess.Popen(
+        [sys.executable, str(TRAIN), *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TRAIN, run_train
+from conftest import TRAIN, run_train, start_train
 from dqn.checkpoint import load_checkpoint
 
 # A short CartPole run that learns from step 500 and checkpoints every 1,000 steps.
@@ -25,11 +25,6 @@ def scalars(run_dir, tag):
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
     return [(s.step, s.value) for s in events.Scalars(tag)]
-
-
-def start_train(args, cwd):
-    return subprocess.Popen([sys.executable, str(TRAIN), *args], cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def kill_after_first_checkpoint(proc, run_dir):

@@ -4,15 +4,13 @@ trial, and a submitit_local job that is preempted, requeued and resumed."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TRAIN, run_train
+from conftest import run_train, start_train
 
 TINY = ["experiment=cartpole", "total_steps=600", "agent.learning_starts=100",
         "eval.interval_steps=100000", "eval.episodes=1", "eval.num_envs=1"]
@@ -76,18 +74,16 @@ def test_submitit_local_job_preempted_is_requeued_and_finishes(tmp_path):
     args = ["-m", "experiment=cartpole", "total_steps=20000", "checkpoint.interval_steps=2000",
             "eval.interval_steps=1000000", "hydra/launcher=submitit_local",
             "hydra.launcher.timeout_min=60", f"hydra.sweep.dir={sweep}"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    launcher = subprocess.Popen([sys.executable, str(TRAIN), *args], cwd=tmp_path, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    launcher = start_train(args, tmp_path)
     try:
         deadline = time.monotonic() + 300
         while not list(sweep.glob("*/checkpoints/last.pt")):
-            assert launcher.poll() is None, launcher.stdout.read()[-3000:]
+            assert launcher.poll() is None, launcher.stderr.read()[-3000:]
             assert time.monotonic() < deadline, "the job wrote no checkpoint in 5 minutes"
             time.sleep(0.1)
         [task] = _submitit_task_pids(sweep / ".submitit")
         os.kill(task, signal.SIGUSR2)
-        output, _ = launcher.communicate(timeout=600)
+        _, output = launcher.communicate(timeout=600)
     finally:
         launcher.kill()
     assert launcher.returncode == 0, output[-3000:]
