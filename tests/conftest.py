@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from dqn.config import compose_config  # noqa: F401  (re-exported for the tests)
@@ -41,3 +42,18 @@ def start_train(args: list[str], cwd: Path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def wait_for_file(
+    folder: Path, pattern: str, proc: subprocess.Popen, timeout: float = 300
+) -> Path:
+    """Wait until a file matching `pattern` (a glob) exists under `folder`, and return it;
+    fail if `proc` ends first or nothing appears within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (found := sorted(folder.glob(pattern))):
+        if proc.poll() is not None:
+            output = proc.stderr.read()[-3000:] if proc.stderr else ""
+            raise AssertionError(f"the run ended before {folder}/{pattern} appeared\n{output}")
+        assert time.monotonic() < deadline, f"no {folder}/{pattern} after {timeout:.0f} s"
+        time.sleep(0.02)
+    return found[0]

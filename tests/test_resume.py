@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TRAIN, run_train, start_train
+from conftest import TRAIN, run_train, start_train, wait_for_file
 from dqn.checkpoint import load_checkpoint
 
 # A short CartPole run that learns from step 500 and checkpoints every 1,000 steps.
@@ -29,10 +29,7 @@ def scalars(run_dir, tag):
 
 def kill_after_first_checkpoint(proc, run_dir):
     """SIGKILL the run as soon as its first checkpoint is on disk (no chance to save more)."""
-    deadline = time.monotonic() + 300
-    while not (run_dir / "checkpoints" / "last.pt").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "run ended first"
-        time.sleep(0.02)
+    wait_for_file(run_dir, "checkpoints/last.pt", proc)
     proc.kill()
     proc.wait(timeout=60)
 
@@ -117,9 +114,7 @@ def test_sigterm_checkpoints_then_ends_as_the_signal_asks(tmp_path):
         [sys.executable, str(TRAIN), *SHORT, "total_steps=10000000", f"hydra.run.dir={run_dir}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    deadline = time.monotonic() + 120
-    while not (run_dir / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for_file(run_dir, "checkpoints/last.pt", proc)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGTERM, stderr[-3000:]

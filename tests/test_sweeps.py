@@ -4,13 +4,12 @@ trial, and a submitit_local job that is preempted, requeued and resumed."""
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import run_train, start_train
+from conftest import run_train, start_train, wait_for_file
 
 TINY = ["experiment=cartpole", "total_steps=600", "agent.learning_starts=100",
         "eval.interval_steps=100000", "eval.episodes=1", "eval.num_envs=1"]
@@ -76,11 +75,7 @@ def test_submitit_local_job_preempted_is_requeued_and_finishes(tmp_path):
             "hydra.launcher.timeout_min=60", f"hydra.sweep.dir={sweep}"]
     launcher = start_train(args, tmp_path)
     try:
-        deadline = time.monotonic() + 300
-        while not list(sweep.glob("*/checkpoints/last.pt")):
-            assert launcher.poll() is None, launcher.stderr.read()[-3000:]
-            assert time.monotonic() < deadline, "the job wrote no checkpoint in 5 minutes"
-            time.sleep(0.1)
+        wait_for_file(sweep, "*/checkpoints/last.pt", launcher)
         [task] = _submitit_task_pids(sweep / ".submitit")
         os.kill(task, signal.SIGUSR2)
         _, output = launcher.communicate(timeout=600)

@@ -13,7 +13,7 @@ from dqn.checkpoint import load_checkpoint
 from dqn.networks import NatureCNN
 from dqn.returns import updates_owed
 
-from conftest import TRAIN, run_train
+from conftest import TRAIN, run_train, wait_for_file
 
 SMOKE = [
     "total_steps=3000", "agent.learning_starts=1000", "hw.num_envs=2", "log_interval_steps=500",
@@ -73,9 +73,7 @@ def test_ctrl_c_saves_last_checkpoint_and_exits_cleanly(tmp_path):
         # KeyboardInterrupt: give the run the default disposition, as a terminal would.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    deadline = time.monotonic() + 120
-    while not list(run_dir.glob("events.out.tfevents.*")) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_for_file(run_dir, "events.out.tfevents.*", proc)
     time.sleep(4)
     proc.send_signal(signal.SIGINT)
     try:
