@@ -188,7 +188,9 @@ def plot(
         ax.grid(alpha=0.3)
         for threshold in thresholds:
             ax.axhline(threshold, color="grey", linestyle="--", linewidth=0.8)
-    fig.legend(fontsize="small", loc="outside lower center", ncol=min(len(groups), 3))
+    # Long override lists get a row each: side by side they run off the figure.
+    columns = 1 if max(len(name) for name in names.values()) > 45 else min(len(groups), 3)
+    fig.legend(fontsize="small", loc="outside lower center", ncol=columns)
     average = f", moving average of {smooth} points" if smooth > 1 else ""
     fig.suptitle(f"{tag}: mean and min-max band across seeds{average}")
     out.parent.mkdir(parents=True, exist_ok=True)
