@@ -125,14 +125,15 @@ def first_crossing(curve: Curve, threshold: float) -> int | None:
 
 def crossing_table(curves: list[Curve], thresholds: list[float]) -> list[str]:
     """Lines of a table: for each run and threshold, where the curve first reached it."""
-    lines = [f"{'run':40s} {'threshold':>9s} {'env steps':>10s} {'frames':>11s} {'hours':>6s}"]
+    width = max([3, *(len(str(curve.run_dir)) for curve in curves)])
+    lines = [f"{'run':{width}s} {'threshold':>9s} {'env steps':>10s} {'frames':>11s} {'hours':>6s}"]
     for curve in curves:
         for threshold in thresholds:
             i = first_crossing(curve, threshold)
             where = ("not reached (last point: "
                      f"{curve.values[-1]:g} at {curve.steps[-1]} steps)") if i is None else (
                 f"{curve.steps[i]:>10d} {curve.frames[i]:>11.0f} {curve.hours[i]:>6.2f}")
-            lines.append(f"{str(curve.run_dir)[-40:]:40s} {threshold:>9g} {where}")
+            lines.append(f"{str(curve.run_dir):{width}s} {threshold:>9g} {where}")
     return lines
 
 
