@@ -6,13 +6,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup train test bench clean
+.PHONY: setup train test test-fast lint typecheck bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet "$(TORCH)" -e ".[test]"
+	$(PY) -m pip install --quiet "$(TORCH)" -e ".[test,lint]"
 	touch $(STAMP)
 
 train: $(STAMP)
@@ -20,6 +20,19 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The edit-test loop: everything but the learning, kill and sweep tests (marked slow).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" -n 2 $(PYTEST_ARGS)
+
+# Ruff: lint and the format check (pyproject.toml). CI runs it before the tests.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+# mypy with the settings in pyproject.toml (not yet clean, so not yet part of `lint`).
+typecheck: $(STAMP)
+	$(PY) -m mypy
 
 # Throughput and memory against one gymnasium env and Stable-Baselines3 (the `bench` extra).
 bench: $(STAMP)

@@ -1,6 +1,6 @@
 """The DQN agent: online and target Q-networks, acting, and the TD update, with the Rainbow
 components as switches (Double-Q targets, n-step returns from the replay, prioritized-replay
-weights, noisy nets, C51 return distributions)."""
+weights, noisy nets, C51 return distributions), Munchausen targets and DrQ's random shifts."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dqn.augmentation import random_shift
 from dqn.config import AgentConfig, Loss, Precision
 from dqn.networks import reset_noise
 from dqn.replay import ReplaySamples
-from dqn.returns import categorical_projection, td_target
+from dqn.returns import categorical_projection, munchausen_target, td_target
 
 AUTOCAST_DTYPES = {Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}
 
@@ -38,8 +39,13 @@ class DQNAgent:
         precision: Precision = Precision.fp32,
         channels_last: bool = False,
         compile_mode: str | None = None,
+        joint_double_q: bool = False,
     ):
         self.cfg = cfg
+        # Double-Q with one online forward pass over observations and next observations
+        # together: fewer, larger kernels, but the backward then also runs over the next
+        # observations' half (scripts/benchmark.py measures both; docs/performance.md).
+        self.joint_double_q = joint_double_q
         self.n_actions = n_actions
         self.device = device
         self.precision = precision
@@ -110,13 +116,27 @@ class DQNAgent:
         if self.cfg.noisy_nets:
             reset_noise(self.q_net)
             reset_noise(self.target_net)
-        obs = self._prepare(batch.observations)
-        next_obs = self._prepare(batch.next_observations)
+        obs, next_obs = batch.observations, batch.next_observations
+        if self.cfg.random_shift_pad and obs.dim() == 4:  # each augmented on its own, as DrQ
+            obs = random_shift(obs, self.cfg.random_shift_pad)
+            next_obs = random_shift(next_obs, self.cfg.random_shift_pad)
+        obs, next_obs = self._prepare(obs), self._prepare(next_obs)
+        next_online: torch.Tensor | None = None  # Double-Q's choice of the next action
+        q_target: torch.Tensor | None = None  # Munchausen's log-policy of the actions taken
         with self._autocast():
-            outputs = self.online_fn(obs).float()
+            if self.cfg.double_q and self.joint_double_q:
+                both = self.online_fn(torch.cat([obs, next_obs])).float()
+                outputs, next_online = both[: len(obs)], both[len(obs) :].detach()
+            else:
+                outputs = self.online_fn(obs).float()
             with torch.no_grad():
-                next_target = self.target_fn(next_obs).float()
-                next_online = self.online_fn(next_obs).float() if self.cfg.double_q else None
+                if self.cfg.munchausen:  # the target net on both, in one pass
+                    both = self.target_fn(torch.cat([obs, next_obs])).float()
+                    q_target, next_target = both[: len(obs)], both[len(obs) :]
+                else:
+                    next_target = self.target_fn(next_obs).float()
+                if self.cfg.double_q and next_online is None:
+                    next_online = self.online_fn(next_obs).float()
         rows = torch.arange(len(batch.actions), device=self.device)
         if self.cfg.distributional:
             with torch.no_grad():
@@ -131,9 +151,22 @@ class DQNAgent:
             q_taken = (log_probs.exp() * self.support).sum(dim=-1)
             priorities = losses
         else:
-            target = td_target(
-                batch.rewards, batch.dones, batch.discounts, next_target, next_online
-            )
+            if q_target is not None:
+                target = munchausen_target(
+                    batch.rewards,
+                    batch.dones,
+                    batch.discounts,
+                    q_target,
+                    batch.actions,
+                    next_target,
+                    self.cfg.munchausen_tau,
+                    self.cfg.munchausen_alpha,
+                    self.cfg.munchausen_clip,
+                )
+            else:
+                target = td_target(
+                    batch.rewards, batch.dones, batch.discounts, next_target, next_online
+                )
             q_taken = outputs[rows, batch.actions]
             if self.cfg.loss == Loss.huber:
                 losses = F.smooth_l1_loss(q_taken, target, reduction="none")
@@ -157,6 +190,10 @@ class DQNAgent:
             "action_gap": (top2[:, 0] - top2[:, 1]).mean(),
         }
         return metrics, priorities.detach()
+
+    def reset_noise(self) -> None:
+        """Draw new noise for the online network's noisy layers (the acting noise)."""
+        reset_noise(self.q_net)
 
     def set_lr(self, lr: float) -> None:
         """Set the optimizer's learning rate (for schedules)."""

@@ -66,9 +66,7 @@ def _write_atomically(path: Path, write: Callable[[BinaryIO], None], keep_previo
 def save_checkpoint(payload: dict, path: Path, keep_previous: bool = False) -> None:
     """Write `payload` to `path` atomically: a crash leaves the old file or the new one (and,
     with `keep_previous`, the one before it as `last.prev.pt`)."""
-    _write_atomically(
-        path, lambda f: torch.save({"format": FORMAT, **payload}, f), keep_previous
-    )
+    _write_atomically(path, lambda f: torch.save({"format": FORMAT, **payload}, f), keep_previous)
 
 
 def save_policy(payload: dict, path: Path, dtype: torch.dtype = torch.float16) -> None:

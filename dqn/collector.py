@@ -67,8 +67,11 @@ class Collector:
         else:
             if real.any():
                 self.replay.add(
-                    env_ids[real], self.last_actions[env_ids[real]], learn_rewards[real],
-                    outcome.dones[real], obs[real],
+                    env_ids[real],
+                    self.last_actions[env_ids[real]],
+                    learn_rewards[real],
+                    outcome.dones[real],
+                    obs[real],
                 )
             self.replay.start_episodes(env_ids[~real], obs[~real])  # new games' first frames
         return obs, env_ids, outcome

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -24,42 +24,42 @@ class ConfigError(ValueError):
     """A mistake the user can fix: the message is one sentence naming the key and the remedy."""
 
 
-class EnvKind(str, Enum):
+class EnvKind(StrEnum):
     """Which engine runs the environment."""
 
     atari = "atari"  # ale-py's C++ vector env with the DQN preprocessing built in
     classic = "classic"  # a registered gymnasium env with vector observations (CartPole)
 
 
-class EnvBackend(str, Enum):
+class EnvBackend(StrEnum):
     """What runs an Atari game (classic envs always run on gymnasium)."""
 
     ale = "ale"  # ale-py's C++ vector env: emulation and preprocessing in C++ threads
     gymnasium = "gymnasium"  # one Python env per copy with gymnasium's wrappers (debugging)
 
 
-class ExplorationSchedule(str, Enum):
+class ExplorationSchedule(StrEnum):
     """How epsilon moves from `exploration_initial_eps` to `exploration_final_eps`."""
 
     linear = "linear"  # over `exploration_fraction` of the run (Nature DQN, SB3, CleanRL)
     exponential = "exponential"  # multiplied by `exploration_decay` every step (original agent)
 
 
-class LearningRateSchedule(str, Enum):
+class LearningRateSchedule(StrEnum):
     """How the learning rate moves over the run."""
 
     constant = "constant"
     linear = "linear"  # from agent.lr down to 0 at total_steps (RL Zoo's `lin_` schedules)
 
 
-class Loss(str, Enum):
+class Loss(StrEnum):
     """TD loss."""
 
     huber = "huber"
     mse = "mse"
 
 
-class Precision(str, Enum):
+class Precision(StrEnum):
     """Numeric precision of the learner's forward and backward passes."""
 
     auto = "auto"  # bf16 where the hardware computes it natively, else fp32 (fp16 on old GPUs)
@@ -127,7 +127,7 @@ class AgentConfig:
 
     lr: float = 1e-4
     lr_schedule: LearningRateSchedule = LearningRateSchedule.constant
-    adam_eps: float = 1.5e-4
+    adam_eps: float = 1e-8
     gamma: float = 0.99
     n_step: int = 1  # n-step returns (Rainbow: 3)
     batch_size: int = 32
@@ -159,6 +159,15 @@ class AgentConfig:
     num_atoms: int = 51
     v_min: float = -10.0
     v_max: float = 10.0
+    # Munchausen DQN (Vieillard et al. 2020): the target adds alpha * tau * log pi(a|s), clipped
+    # to [munchausen_clip, 0], and bootstraps from the soft value of pi = softmax(Q_target / tau).
+    munchausen: bool = False
+    munchausen_tau: float = 0.03  # entropy temperature
+    munchausen_alpha: float = 0.9  # weight of the log-policy bonus
+    munchausen_clip: float = -1.0  # lower clip of tau * log pi
+    # DrQ (Kostrikov et al. 2021): each sampled observation and next observation is shifted at
+    # random by up to this many pixels (edges repeated); 0 turns it off. DrQ uses 4 on Atari.
+    random_shift_pad: int = 0
 
     def head_kwargs(self) -> dict:
         """What the agent's switches ask of the network's head (`dqn.networks.QHead`)."""
@@ -233,6 +242,37 @@ class AgentConfig:
             "agent.max_grad_norm",
             f"must be > 0 or null, got {self.max_grad_norm}.",
         )
+        _check(
+            self.munchausen_tau > 0,
+            "agent.munchausen_tau",
+            f"must be > 0, got {self.munchausen_tau}.",
+        )
+        _check(
+            0 <= self.munchausen_alpha <= 1,
+            "agent.munchausen_alpha",
+            f"must be in [0, 1], got {self.munchausen_alpha}.",
+        )
+        _check(
+            self.munchausen_clip < 0,
+            "agent.munchausen_clip",
+            f"must be < 0, got {self.munchausen_clip}.",
+        )
+        _check(
+            not (self.munchausen and self.distributional),
+            "agent.munchausen",
+            "needs scalar Q-values: set agent.distributional=false.",
+        )
+        _check(
+            not (self.munchausen and self.double_q),
+            "agent.munchausen",
+            "bootstraps from the soft value of the target net, which leaves no choice for "
+            "Double-Q to make: set agent.double_q=false.",
+        )
+        _check(
+            self.random_shift_pad >= 0,
+            "agent.random_shift_pad",
+            f"must be >= 0, got {self.random_shift_pad}.",
+        )
 
 
 @dataclass
@@ -280,7 +320,7 @@ class HardwareConfig:
     env_threads: int = 0  # ale-py's emulator threads; 0 = its default
     torch_threads: int = 0  # 0 keeps PyTorch's default (one per core)
     replay_memory_gib: float = 8.0  # replay buffer budget; caps agent.buffer_size
-    precision: Precision = Precision.fp32
+    precision: Precision = Precision.auto  # bf16 where the hardware computes it natively
     channels_last: bool = False  # NHWC memory format for the convolutions
     compile_mode: str | None = None  # torch.compile the learner: default, reduce-overhead
     # (CUDA graphs), max-autotune; null = eager
@@ -342,6 +382,10 @@ class CheckpointConfig:
 
     interval_steps: int = 100_000
     save_replay: bool = False  # without it, a resumed run refills the buffer for the burn-in
+    # true: each periodic checkpoint also restarts every training game, so that with
+    # save_replay a resumed run continues bit for bit. false: checkpoints leave the games alone
+    # and a resumed run starts new games (as SB3 and CleanRL do).
+    exact_resume: bool = False
 
     def __post_init__(self) -> None:
         _check(
@@ -387,13 +431,20 @@ class RunConfig:
 
 # What a resumed run may change: how long it runs, on what, and how it logs and saves. Any other
 # key (env, agent, network, seed) must equal the checkpoint's.
-CHANGEABLE_ON_RESUME = ("total_steps", "log_interval_steps", "resume", "hw.", "eval.",
-                        "checkpoint.")
+CHANGEABLE_ON_RESUME = (
+    "total_steps",
+    "log_interval_steps",
+    "resume",
+    "hw.",
+    "eval.",
+    "checkpoint.",
+)
 
 
 def changeable_on_resume(key: str) -> bool:
     """True for a key (`hw`, `hw.device`, `total_steps`...) a resumed run may change."""
     return key in CHANGEABLE_ON_RESUME or f"{key}.".startswith(CHANGEABLE_ON_RESUME)
+
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -432,7 +483,7 @@ def _unknown_keys(node: DictConfig, schema: type, prefix: str) -> list[str]:
     """Keys of `node` that `schema` does not declare (Hydra's `+key=value` can add them)."""
     names = {f.name: f for f in dataclasses.fields(schema)}
     unknown = []
-    for key in node.keys():
+    for key in node:
         path = f"{prefix}{key}"
         if key not in names:
             unknown.append(path)

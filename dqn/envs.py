@@ -8,6 +8,7 @@ terminal signal without ever restarting a game early (the original agent's defec
 
 from __future__ import annotations
 
+import difflib
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -61,9 +62,15 @@ def check_env_id(cfg: EnvConfig) -> None:
             rom_path = roms.get_rom_path(cfg.id)
         if rom_path is None:
             games = roms.get_all_rom_ids()
+            close = difflib.get_close_matches(cfg.id.lower(), games, n=3, cutoff=0.6)
+            hint = (
+                f"did you mean {' or '.join(close)}?"
+                if close
+                else f"use a snake_case ROM name such as {', '.join(games[:3])} "
+                f"({len(games)} available)."
+            )
             raise ConfigError(
-                f"env.id={cfg.id!r} is not an ALE game in ale-py {ale_py.__version__}: use a "
-                f"snake_case ROM name such as {', '.join(games[:3])} ({len(games)} available)."
+                f"env.id={cfg.id!r} is not an ALE game in ale-py {ale_py.__version__}: {hint}"
             )
     else:
         try:
@@ -167,7 +174,10 @@ def make_vector_env(
     check_env_id(cfg)
     if cfg.kind == EnvKind.atari and cfg.backend == EnvBackend.ale:
         env = ale_py.AtariVectorEnv(
-            cfg.id, num_envs, batch_size=batch_size, num_threads=num_threads,
+            cfg.id,
+            num_envs,
+            batch_size=batch_size,
+            num_threads=num_threads,
             **atari_env_kwargs(cfg),
         )
     else:

@@ -130,6 +130,13 @@ def load_policy_weights(q_net: torch.nn.Module, weights: dict[str, torch.Tensor]
                 tensor.zero_()
 
 
+def training_hours(payload: dict) -> float | None:
+    """Training wall-clock hours of the run up to this checkpoint or policy file (None for
+    files written before it was recorded)."""
+    seconds = payload.get("wall_seconds", payload.get("progress", {}).get("wall_seconds"))
+    return None if seconds is None else round(float(seconds) / 3600, 3)
+
+
 def load_agent(
     path: Path, device: torch.device, env_id: str | None = None
 ) -> tuple[DQNAgent, RunConfig, dict]:
@@ -204,6 +211,9 @@ def evaluate_checkpoint(
         "checkpoint": str(path),
         "env": run.env.id,
         "env_steps": int(payload["env_steps"]),
+        "env_frames": int(payload["env_steps"])
+        * (run.env.frame_skip if run.env.kind == EnvKind.atari else 1),
+        "training_hours": training_hours(payload),
         "mean": float(returns.mean()),
         "std": float(returns.std()),
         "min": float(returns.min()),

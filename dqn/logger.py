@@ -55,6 +55,7 @@ class RunLogger:
     def hparams_result(self, config: dict, metrics: dict[str, float]) -> None:
         """The run's hyperparameters and final figures in TensorBoard's HPARAMS tab, so that
         `tensorboard --logdir outputs` compares the runs of a sweep side by side."""
+
         def plain(value: object) -> object:  # HPARAMS takes numbers, strings and booleans
             return value if isinstance(value, (bool, int, float, str)) else str(value)
 

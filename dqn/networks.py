@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 # A NoisyLinear's tensors that only training uses: evaluation acts with the means.
 NOISE_PARAMETERS = ("weight_sigma", "bias_sigma", "noise_in", "noise_out")
 
@@ -34,7 +33,9 @@ class NoisyLinear(nn.Module):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features)
-        self.weight_mu = nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))
+        self.weight_mu = nn.Parameter(
+            torch.empty(out_features, in_features).uniform_(-bound, bound)
+        )
         self.weight_sigma = nn.Parameter(torch.full((out_features, in_features), std_init * bound))
         self.bias_mu = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
         self.bias_sigma = nn.Parameter(torch.full((out_features,), std_init * bound))
@@ -197,9 +198,7 @@ class MLP(nn.Module):
             layers += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
         self.torso = nn.Sequential(*layers)
-        self.head = QHead(
-            width, hidden_sizes[-1], n_actions, dueling, noisy, num_atoms, noisy_std
-        )
+        self.head = QHead(width, hidden_sizes[-1], n_actions, dueling, noisy, num_atoms, noisy_std)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values (or return logits) for a batch of observation vectors."""

@@ -81,7 +81,10 @@ def plan_capacity(
         log.warning(
             "The replay holds %d transitions, not agent.buffer_size=%d: that is what "
             "hw.replay_memory_gib=%.1f holds at %d bytes each (raise it if memory allows).",
-            capacity, buffer_size, memory_gib, per_transition,
+            capacity,
+            buffer_size,
+            memory_gib,
+            per_transition,
         )
     needed = capacity * per_transition
     available = available_memory_bytes()
@@ -182,9 +185,7 @@ class FrameReplayBuffer:
         self._write(env_ids, next_obs, starts=False)
         return env_ids * self.slots_per_env + slots
 
-    def sample(
-        self, batch_size: int, rng: np.random.Generator, beta: float = 1.0
-    ) -> ReplaySamples:
+    def sample(self, batch_size: int, rng: np.random.Generator, beta: float = 1.0) -> ReplaySamples:
         """Uniformly sample `batch_size` transitions (with replacement); `beta` is unused."""
         return self.get(self.sample_indices(batch_size, rng))
 
@@ -223,7 +224,9 @@ class FrameReplayBuffer:
         if cuda:
             self._copied = torch.cuda.Event()
             self._copied.record(torch.cuda.current_stream(self.device))
-        obs, next_obs = (frames[0], frames[1]) if self.stacked else (frames[0, :, 0], frames[1, :, 0])
+        obs, next_obs = (
+            (frames[0], frames[1]) if self.stacked else (frames[0, :, 0], frames[1, :, 0])
+        )
 
         def to_device(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
             return torch.from_numpy(array).to(self.device, dtype)
@@ -311,7 +314,9 @@ class PrioritizedFrameReplayBuffer(FrameReplayBuffer):
         # The new frame's slot has no transition yet, and the slot S-1 ahead (now the ring's
         # oldest whole stack but one) has lost the first frame of its history.
         slots = self.pos[env_ids]
-        stale = [slots] + ([(slots + self.stack - 1) % self.slots_per_env] if self.stack > 1 else [])
+        stale = [slots] + (
+            [(slots + self.stack - 1) % self.slots_per_env] if self.stack > 1 else []
+        )
         self.tree.set(np.concatenate([env_ids * self.slots_per_env + s for s in stale]), 0.0)
 
     def add(self, env_ids, actions, rewards, dones, next_obs) -> np.ndarray:
@@ -323,9 +328,7 @@ class PrioritizedFrameReplayBuffer(FrameReplayBuffer):
         self.tree.set(indices[whole_history], self.max_priority)
         return indices
 
-    def sample(
-        self, batch_size: int, rng: np.random.Generator, beta: float = 1.0
-    ) -> ReplaySamples:
+    def sample(self, batch_size: int, rng: np.random.Generator, beta: float = 1.0) -> ReplaySamples:
         """`batch_size` transitions drawn in proportion to priority, with importance weights
         `(N * P(i)) ** -beta` normalised by the batch's largest."""
         indices = self.tree.sample(batch_size, rng)

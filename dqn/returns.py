@@ -5,14 +5,33 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
-def linear_schedule(start: float, end: float, duration_steps: int, step: int) -> float:
-    """Value moving linearly from `start` to `end` over `duration_steps`, then held at `end`."""
+def linear_schedule(start: float, end: float, duration_steps: float, step: float) -> float:
+    """Value moving linearly from `start` to `end` over `duration_steps`, then held at `end`
+    (steps, or a share of the run when both are fractions of `run_progress`)."""
     if duration_steps <= 0:
         return end
     fraction = min(step / duration_steps, 1.0)
     return start + fraction * (end - start)
+
+
+def run_progress(
+    step: int, total_steps: int, origin_step: int = 0, origin_progress: float = 0.0
+) -> float:
+    """Share of the run's schedules done at `step`, from 0 at the start to 1 at `total_steps`.
+
+    A run resumed with another `total_steps` continues from where it stood: `origin_progress`
+    at `origin_step` (the resume), then linearly to 1 at the new `total_steps`. So the steps
+    already taken keep their values and no schedule jumps; only the steps left are re-planned.
+    """
+    if step <= origin_step:
+        return origin_progress
+    remaining = total_steps - origin_step
+    if remaining <= 0:
+        return 1.0
+    return min(1.0, origin_progress + (1.0 - origin_progress) * (step - origin_step) / remaining)
 
 
 def exponential_schedule(start: float, end: float, decay: float, step: int) -> float:
@@ -20,9 +39,7 @@ def exponential_schedule(start: float, end: float, decay: float, step: int) -> f
     return max(end, start * decay**step)
 
 
-def updates_owed(
-    env_steps: int, learning_starts: int, train_freq: int, gradient_steps: int
-) -> int:
+def updates_owed(env_steps: int, learning_starts: int, train_freq: int, gradient_steps: int) -> int:
     """Gradient steps due after `env_steps`: `gradient_steps` per `train_freq` env steps
     counted from `learning_starts`, so the replay ratio holds whatever the number of envs."""
     if env_steps < learning_starts:
@@ -57,14 +74,38 @@ def td_target(
     """TD target `r + discount * (1 - done) * Q_target(s', a*)`.
 
     For n-step transitions `r` is the discounted sum of their rewards and `discount` is
-    `gamma ** steps`; for one step it is `gamma`. `a*` is the target network's argmax (DQN) or, when `next_q_online` is given, the online
-    network's argmax (Double DQN). `next_q_*` have shape (batch, actions); `dones` is 1.0 where
-    the transition ended the episode for learning (never on truncation: that one bootstraps).
+    `gamma ** steps`; for one step it is `gamma`. `a*` is the target network's argmax (DQN)
+    or, when `next_q_online` is given, the online network's argmax (Double DQN). `next_q_*`
+    have shape (batch, actions); `dones` is 1.0 where the transition ended the episode for
+    learning (never on truncation: that one bootstraps).
     """
     selector = next_q_target if next_q_online is None else next_q_online
     next_actions = selector.argmax(dim=1, keepdim=True)
     next_values = next_q_target.gather(1, next_actions).squeeze(1)
     return rewards + discounts * (1.0 - dones) * next_values
+
+
+def munchausen_target(
+    rewards: torch.Tensor,
+    dones: torch.Tensor,
+    discounts: torch.Tensor | float,
+    q_target: torch.Tensor,
+    actions: torch.Tensor,
+    next_q_target: torch.Tensor,
+    tau: float,
+    alpha: float,
+    clip: float,
+) -> torch.Tensor:
+    """Munchausen DQN's target (Vieillard et al. 2020):
+    `r + alpha * clip(tau * log pi(a|s), clip, 0) + discount * (1 - done) *
+    sum_a' pi(a'|s') * (Q(s', a') - tau * log pi(a'|s'))`, with `pi = softmax(Q / tau)` and Q
+    the target network's. The bootstrap is the soft maximum `tau * logsumexp(Q(s') / tau)`.
+    `q_target` and `next_q_target` are (batch, actions); `actions` the actions taken."""
+    log_pi = F.log_softmax(q_target / tau, dim=1).gather(1, actions[:, None]).squeeze(1)
+    bonus = alpha * (tau * log_pi).clamp(clip, 0.0)
+    next_log_pi = F.log_softmax(next_q_target / tau, dim=1)
+    next_value = (next_log_pi.exp() * (next_q_target - tau * next_log_pi)).sum(dim=1)
+    return rewards + bonus + discounts * (1.0 - dones) * next_value
 
 
 def categorical_projection(

@@ -41,7 +41,7 @@ from dqn.evaluation import EvalResult, evaluate
 from dqn.logger import RunLogger, flatten
 from dqn.networks import build_network
 from dqn.replay import FrameReplayBuffer, PrioritizedFrameReplayBuffer, plan_capacity
-from dqn.returns import exponential_schedule, linear_schedule, updates_owed
+from dqn.returns import exponential_schedule, linear_schedule, run_progress, updates_owed
 from dqn.video import AgentViewGif
 
 log = logging.getLogger(__name__)
@@ -141,11 +141,14 @@ def stop_signals() -> Iterator[dict[str, str]]:
         yield requested
         return
     ours = {}
-    for signum, default in ((signal.SIGINT, signal.default_int_handler),
-                            (signal.SIGTERM, signal.SIG_DFL)):
+    for signum, default in (
+        (signal.SIGINT, signal.default_int_handler),
+        (signal.SIGTERM, signal.SIG_DFL),
+    ):
         if signal.getsignal(signum) is default:
-            signal.signal(signum, lambda num, frame: requested.setdefault(
-                "signal", signal.Signals(num).name))
+            signal.signal(
+                signum, lambda num, frame: requested.setdefault("signal", signal.Signals(num).name)
+            )
             ours[signum] = default
     try:
         yield requested
@@ -185,15 +188,18 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
 
-        envs = make_vector_env(
-            cfg.env, cfg.hw.num_envs, cfg.hw.env_batch_size, cfg.hw.env_threads
-        )
+        envs = make_vector_env(cfg.env, cfg.hw.num_envs, cfg.hw.env_batch_size, cfg.hw.env_threads)
         self.eval_envs = make_vector_env(cfg.env, min(cfg.eval.num_envs, cfg.eval.episodes))
         obs_space = envs.single_observation_space
         n_actions = int(envs.single_action_space.n)
         q_net = build_network(cfg.network, obs_space.shape, n_actions, **cfg.agent.head_kwargs())
         self.agent = DQNAgent(
-            q_net, n_actions, cfg.agent, self.device, self.precision, cfg.hw.channels_last,
+            q_net,
+            n_actions,
+            cfg.agent,
+            self.device,
+            self.precision,
+            cfg.hw.channels_last,
             cfg.hw.compile_mode,
         )
         stacked = cfg.env.kind == EnvKind.atari  # Atari observations are stacks of frames
@@ -207,8 +213,14 @@ class Trainer:
                 f"fewer than agent.batch_size={cfg.agent.batch_size}: raise it."
             )
         replay_args = (
-            capacity, cfg.hw.num_envs, obs_space.shape, obs_space.dtype, self.device, stacked,
-            cfg.agent.n_step, cfg.agent.gamma,
+            capacity,
+            cfg.hw.num_envs,
+            obs_space.shape,
+            obs_space.dtype,
+            self.device,
+            stacked,
+            cfg.agent.n_step,
+            cfg.agent.gamma,
         )
         if cfg.agent.prioritized_replay:
             self.replay = PrioritizedFrameReplayBuffer(
@@ -221,7 +233,12 @@ class Trainer:
         )
         log.info(
             "%s: %d envs, observations %s %s, %d actions, replay %d transitions, device %s",
-            cfg.env.id, cfg.hw.num_envs, obs_space.shape, obs_space.dtype, n_actions, capacity,
+            cfg.env.id,
+            cfg.hw.num_envs,
+            obs_space.shape,
+            obs_space.dtype,
+            n_actions,
+            capacity,
             self.device,
         )
 
@@ -239,10 +256,20 @@ class Trainer:
         self.wall_seconds_before = 0.0  # training time of the run's earlier processes
         self.forgiven_updates = 0  # updates skipped while a resumed run refilled its replay
         self.games_seed = cfg.seed  # seed of the latest fresh start of all training games
+        # Where the schedules' progress was re-planned: (env step, progress there); see
+        # `progress`. A run resumed with another total_steps moves it to the resume step.
+        self.schedule_origin: tuple[int, float] = (0, 0.0)
+        self._noise_round = -1  # train_freq round of the latest noise draw without an update
         self._started = time.perf_counter()
         self.restore()
 
     # ---- schedules -------------------------------------------------------------------------
+    def progress(self) -> float:
+        """Share of the run done for the annealed schedules (epsilon, PER beta, the learning
+        rate): 0 at the start, 1 at `total_steps`. Resuming with a larger `total_steps` keeps
+        the steps already taken as they were and stretches only the rest (`run_progress`)."""
+        return run_progress(self.env_steps, self.cfg.total_steps, *self.schedule_origin)
+
     def epsilon(self) -> float:
         """Exploration rate at the current env step: 1 (uniformly random actions) before
         `learning_starts`, as in SB3 and Dopamine; then the schedule, or 0 with noisy nets,
@@ -254,26 +281,34 @@ class Trainer:
             return 0.0
         if a.exploration_schedule == ExplorationSchedule.exponential:
             return exponential_schedule(
-                a.exploration_initial_eps, a.exploration_final_eps, a.exploration_decay,
+                a.exploration_initial_eps,
+                a.exploration_final_eps,
+                a.exploration_decay,
                 self.env_steps,
             )
-        duration = int(a.exploration_fraction * self.cfg.total_steps)
         return linear_schedule(
-            a.exploration_initial_eps, a.exploration_final_eps, duration, self.env_steps
+            a.exploration_initial_eps,
+            a.exploration_final_eps,
+            a.exploration_fraction,
+            self.progress(),
         )
 
     def priority_beta(self) -> float:
         """Prioritized replay's importance-weight exponent, annealed to 1 at `total_steps`."""
         start = self.cfg.agent.priority_beta_start
-        return linear_schedule(start, 1.0, self.cfg.total_steps, self.env_steps)
+        return linear_schedule(start, 1.0, 1.0, self.progress())
 
     # ---- the loop --------------------------------------------------------------------------
     def train(self) -> dict:
         """Run to `total_steps` (or until Ctrl-C or SIGTERM), then evaluate, checkpoint and
         write summary.json. `summary["stopped_by"]` names the signal that stopped the run."""
         # A resumed run hides what its previous process logged after the checkpoint.
-        logger = RunLogger(self.run_dir, self.cfg.total_steps, self.env_steps,
-                           purge_step=self.env_steps + 1 if self.resumes else None)
+        logger = RunLogger(
+            self.run_dir,
+            self.cfg.total_steps,
+            self.env_steps,
+            purge_step=self.env_steps + 1 if self.resumes else None,
+        )
         if not self.resumes:
             logger.hparams(self.config_dict())
         started = self._started = time.perf_counter()
@@ -285,31 +320,38 @@ class Trainer:
                 logger.close()
                 raise
             except SystemExit:  # another handler ended the process (submitit's requeue)
-                log.warning("Exiting at %d env steps (requeue or shutdown): saving "
-                            "checkpoints/last.pt.", self.env_steps)
+                log.warning(
+                    "Exiting at %d env steps (requeue or shutdown): saving checkpoints/last.pt.",
+                    self.env_steps,
+                )
                 self.save("last.pt")
                 logger.close()
                 raise
             except BaseException:
                 # The state may be half-updated (NaN weights, a failed write): keep it apart
                 # from last.pt, so that a restart resumes from the last good checkpoint.
-                log.exception("Training failed at %d env steps: saving checkpoints/crash.pt; "
-                              "a restart resumes from checkpoints/last.pt.", self.env_steps)
+                log.exception(
+                    "Training failed at %d env steps: saving checkpoints/crash.pt; "
+                    "a restart resumes from checkpoints/last.pt.",
+                    self.env_steps,
+                )
                 self.save("crash.pt")
                 logger.close()
                 raise
             stopped_by = stop.get("signal")
             if stopped_by:
-                log.warning("%s at %d env steps: saving checkpoints/last.pt.", stopped_by,
-                            self.env_steps)
+                log.warning(
+                    "%s at %d env steps: saving checkpoints/last.pt.", stopped_by, self.env_steps
+                )
             wall_seconds = self.wall_seconds_before + time.perf_counter() - started
             if stopped_by is None and self.last_eval_step != self.env_steps:
                 self.run_evaluation(logger)
             self.save("last.pt", wall_seconds)  # a signal meanwhile waits until it is written
             summary = self.summary(wall_seconds, stop.get("signal"))
-        logger.hparams_result(self.config_dict(), {
-            key: summary[key] for key in ("eval_return_mean", "best_eval_return", "env_steps")
-        })
+        logger.hparams_result(
+            self.config_dict(),
+            {key: summary[key] for key in ("eval_return_mean", "best_eval_return", "env_steps")},
+        )
         logger.close()
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         log.info("Done: %s", json.dumps(summary))
@@ -335,11 +377,14 @@ class Trainer:
             for episode in outcome.episodes:
                 self.episodes += 1
                 self.recent_returns.append(episode.episode_return)
-                logger.scalars(self.env_steps, {
-                    "charts/episodic_return": episode.episode_return,
-                    "charts/episodic_length": episode.length,
-                    "charts/episodic_return_first_life": episode.first_life_return,
-                })
+                logger.scalars(
+                    self.env_steps,
+                    {
+                        "charts/episodic_return": episode.episode_return,
+                        "charts/episodic_length": episode.length,
+                        "charts/episodic_return_first_life": episode.first_life_return,
+                    },
+                )
             if crossed(before, self.env_steps, cfg.agent.target_update_interval):
                 self.agent.sync_target()
 
@@ -354,16 +399,20 @@ class Trainer:
                 self.run_evaluation(logger)
             if crossed(before, self.env_steps, cfg.checkpoint.interval_steps):
                 logger.flush()  # everything up to the checkpoint is on disk with it
-                self.checkpoint_boundary()
-                obs, env_ids = self._ready
+                if cfg.checkpoint.exact_resume:
+                    self.checkpoint_boundary()
+                    obs, env_ids = self._ready
+                else:
+                    self.save("last.pt")  # the games in progress go on untouched
         # The updates owed by the very last step are left to a resumed run's first `learn`,
         # where an uninterrupted run would do them: that keeps a resumed run exact.
 
     def checkpoint_boundary(self) -> None:
-        """Save `last.pt` (and the replay), then, with synchronous stepping, start fresh games
-        everywhere: the games in progress end as truncations (bootstrapped, not logged as
-        finished games). The checkpoint then holds the whole state of the run, so a run
-        resumed from it continues exactly as the uninterrupted run does."""
+        """With `checkpoint.exact_resume`: save `last.pt` (and the replay), then, with
+        synchronous stepping, start fresh games everywhere: the games in progress end as
+        truncations (bootstrapped, not logged as finished games). The checkpoint then holds the
+        whole state of the run, so a run resumed from it continues exactly as the
+        uninterrupted run does. The price: no game outlives a checkpoint interval."""
         if self.collector.synchronous:
             self.games_seed = int(self.rng.integers(0, MAX_SEED))  # saved with the checkpoint
         self.save("last.pt")
@@ -377,9 +426,12 @@ class Trainer:
         a = self.cfg.agent
         due = updates_owed(self.env_steps, a.learning_starts, a.train_freq, a.gradient_steps)
         due -= self.forgiven_updates
+        if self.updates >= due:
+            self.redraw_idle_noise()
+            return
         beta = self.priority_beta()
         if self.updates < due and a.lr_schedule == LearningRateSchedule.linear:
-            self.agent.set_lr(linear_schedule(a.lr, 0.0, self.cfg.total_steps, self.env_steps))
+            self.agent.set_lr(linear_schedule(a.lr, 0.0, 1.0, self.progress()))
         while self.updates < due:
             batch = self.replay.sample(a.batch_size, self.rng, beta)
             metrics, priorities = self.agent.update(batch)
@@ -389,6 +441,18 @@ class Trainer:
                 self._metric_sums[key] = self._metric_sums.get(key, 0) + value
             self._metric_count += 1
             self.updates += 1
+        self._noise_round = (self.env_steps - a.learning_starts) // a.train_freq
+
+    def redraw_idle_noise(self) -> None:
+        """With noisy nets, draw new acting noise once per `train_freq` env steps while no
+        update does it (a resumed run refilling its replay), as updates would have."""
+        a = self.cfg.agent
+        if not a.noisy_nets or self.env_steps < a.learning_starts:
+            return  # before learning_starts every action is random
+        round_ = (self.env_steps - a.learning_starts) // a.train_freq
+        if round_ != self._noise_round:
+            self._noise_round = round_
+            self.agent.reset_noise()
 
     def log_scalars(self, logger: RunLogger, epsilon: float, sps: float, verbose: bool) -> None:
         """Write the periodic scalars (one host sync per log interval, not per update)."""
@@ -403,27 +467,42 @@ class Trainer:
         if verbose:
             log.info(
                 "step %d  episodes %d  updates %d  return(100) %.1f  epsilon %.3f  SPS %.0f",
-                self.env_steps, self.episodes, self.updates, recent, epsilon, sps,
+                self.env_steps,
+                self.episodes,
+                self.updates,
+                recent,
+                epsilon,
+                sps,
             )
 
     def run_evaluation(self, logger: RunLogger) -> EvalResult:
         """Evaluate the online network; keep `best.pt` when it beats every earlier score."""
         gif = AgentViewGif() if self.cfg.eval.video and self.cfg.env.kind == EnvKind.atari else None
         result = evaluate(
-            self.agent, self.eval_envs, self.cfg.eval.episodes, self.cfg.eval.epsilon,
-            seed=self.cfg.seed + EVAL_SEED_OFFSET, recorder=gif,
+            self.agent,
+            self.eval_envs,
+            self.cfg.eval.episodes,
+            self.cfg.eval.epsilon,
+            seed=self.cfg.seed + EVAL_SEED_OFFSET,
+            recorder=gif,
         )
         if gif is not None:
             logger.video("eval/video", gif.frames, self.env_steps, 60 / self.cfg.env.frame_skip)
         self.last_eval, self.last_eval_step = result, self.env_steps
-        logger.scalars(self.env_steps, {
-            "eval/episodic_return": result.mean,
-            "eval/episodic_return_std": result.std,
-            "eval/episodic_return_first_life": result.first_life_mean,
-        })
+        logger.scalars(
+            self.env_steps,
+            {
+                "eval/episodic_return": result.mean,
+                "eval/episodic_return_std": result.std,
+                "eval/episodic_return_first_life": result.first_life_mean,
+            },
+        )
         log.info(
             "eval at step %d: return %.1f +- %.1f over %d games",
-            self.env_steps, result.mean, result.std, len(result.episodes),
+            self.env_steps,
+            result.mean,
+            result.std,
+            len(result.episodes),
         )
         if result.mean > self.best_eval_return:
             self.best_eval_return = result.mean
@@ -460,7 +539,9 @@ class Trainer:
             },
             "progress": {
                 "last_eval_step": self.last_eval_step,
-                "last_eval": None if self.last_eval is None else [
+                "last_eval": None
+                if self.last_eval is None
+                else [
                     [e.env_index, e.episode_return, e.length, e.first_life_return]
                     for e in self.last_eval.episodes
                 ],
@@ -469,6 +550,7 @@ class Trainer:
                 "metric_count": self._metric_count,
                 "forgiven_updates": self.forgiven_updates,
                 "games_seed": self.games_seed,
+                "schedule_origin": list(self.schedule_origin),
                 "resumes": self.resumes,
                 "wall_seconds": wall_seconds,
             },
@@ -476,14 +558,18 @@ class Trainer:
         writing = self.checkpoint_dir / REPLAY_SNAPSHOT
         try:
             if name == "last.pt" and self.cfg.checkpoint.save_replay:
-                save_arrays({**self.replay.state_dict(), "env_steps": np.array(self.env_steps)},
-                            writing)
+                save_arrays(
+                    {**self.replay.state_dict(), "env_steps": np.array(self.env_steps)}, writing
+                )
             writing = path
             save_checkpoint(payload, path, keep_previous=name == "last.pt")
         except OSError as e:
             kept = load_latest(self.checkpoint_dir)
-            intact = f"{kept[1].name} (step {kept[0]['env_steps']}) is intact" if kept else (
-                "no earlier checkpoint exists")
+            intact = (
+                f"{kept[1].name} (step {kept[0]['env_steps']}) is intact"
+                if kept
+                else ("no earlier checkpoint exists")
+            )
             raise CheckpointWriteError(
                 f"Could not write {writing}: {e.strerror or e}; {intact}. Free "
                 f"some disk space, then resume with resume={self.run_dir}."
@@ -512,9 +598,12 @@ class Trainer:
         progress = payload["progress"]
         self.last_eval_step = int(progress["last_eval_step"])
         if progress["last_eval"] is not None:
-            self.last_eval = EvalResult([
-                Episode(int(i), float(r), int(n), float(f)) for i, r, n, f in progress["last_eval"]
-            ])
+            self.last_eval = EvalResult(
+                [
+                    Episode(int(i), float(r), int(n), float(f))
+                    for i, r, n, f in progress["last_eval"]
+                ]
+            )
         self.recent_returns.extend(progress["recent_returns"])
         self._metric_sums = {
             k: torch.tensor(v, device=self.device) for k, v in progress["metric_sums"].items()
@@ -522,12 +611,25 @@ class Trainer:
         self._metric_count = int(progress["metric_count"])
         self.forgiven_updates = int(progress["forgiven_updates"])
         self.games_seed = int(progress["games_seed"])
-        if not self.collector.synchronous:  # no exact resume there: new games, new seeds
+        if not (self.cfg.checkpoint.exact_resume and self.collector.synchronous):
+            # The games in progress were not saved: new games, on new seeds.
             self.games_seed = int(self.rng.integers(0, MAX_SEED))
+        origin_step, origin_progress = progress.get("schedule_origin", (0, 0.0))
+        self.schedule_origin = (int(origin_step), float(origin_progress))
+        saved_total = int(payload["config"]["total_steps"])
+        if saved_total != self.cfg.total_steps:  # re-plan the steps left, keep those taken
+            done = run_progress(self.env_steps, saved_total, *self.schedule_origin)
+            self.schedule_origin = (self.env_steps, done)
+            if done >= 1.0 and self.cfg.agent.lr_schedule == LearningRateSchedule.linear:
+                log.warning(
+                    "agent.lr_schedule=linear reached 0 at the run's earlier "
+                    "total_steps; the steps added learn nothing."
+                )
         self.wall_seconds_before = float(progress["wall_seconds"])
         self.resumes = [*progress["resumes"], self.env_steps]
-        log.info("Resuming from %s at %d env steps (%d updates).", path, self.env_steps,
-                 self.updates)
+        log.info(
+            "Resuming from %s at %d env steps (%d updates).", path, self.env_steps, self.updates
+        )
         self.restore_replay()
 
     def restore_replay(self) -> None:
@@ -553,7 +655,9 @@ class Trainer:
         self.forgiven_updates += refilled - owed_now
         log.warning(
             "The replay was not restored (%s): refilling it for agent.learning_starts=%d env "
-            "steps before learning resumes.", reason, a.learning_starts,
+            "steps before learning resumes.",
+            reason,
+            a.learning_starts,
         )
 
     def summary(self, wall_seconds: float, stopped_by: str | None) -> dict:
@@ -562,14 +666,15 @@ class Trainer:
         return {
             "env": self.cfg.env.id,
             "env_steps": self.env_steps,
-            "env_frames": self.env_steps * (
-                self.cfg.env.frame_skip if self.cfg.env.kind == EnvKind.atari else 1),
+            "env_frames": self.env_steps
+            * (self.cfg.env.frame_skip if self.cfg.env.kind == EnvKind.atari else 1),
             "episodes": self.episodes,
             "updates": self.updates,
             "wall_seconds": round(wall_seconds, 2),
             "steps_per_second": round(self.env_steps / max(wall_seconds, 1e-9), 1),
             "train_return_mean_last100": (
-                float(np.mean(self.recent_returns)) if self.recent_returns else None),
+                float(np.mean(self.recent_returns)) if self.recent_returns else None
+            ),
             "eval_return_mean": None if result is None else result.mean,
             "eval_return_std": None if result is None else result.std,
             "eval_return_first_life_mean": None if result is None else result.first_life_mean,

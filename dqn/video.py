@@ -58,8 +58,12 @@ class BestGameVideo(EpisodeRecorder):
             i = int(i)
             if i not in self._writers:
                 self._writers[i] = imageio.get_writer(
-                    self._part(i), fps=self.fps, codec="libx264", pixelformat="yuv420p",
-                    macro_block_size=1, ffmpeg_log_level="error",
+                    self._part(i),
+                    fps=self.fps,
+                    codec="libx264",
+                    pixelformat="yuv420p",
+                    macro_block_size=1,
+                    ffmpeg_log_level="error",
                 )
             screen = self.ales[i].getScreenRGB()
             if self.scale > 1:

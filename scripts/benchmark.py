@@ -67,10 +67,11 @@ def collector_window(steps: int, num_envs: int, batch_size: int) -> Callable[[],
     """Our collector: ale-py vector env, random actions, transitions written to the replay."""
     cfg = EnvConfig(id=GAME)
     envs = make_vector_env(cfg, num_envs, batch_size)
-    replay = FrameReplayBuffer(100_000, num_envs, (4, 84, 84), np.uint8, torch.device("cpu"),
-                               stacked=True)
+    replay = FrameReplayBuffer(
+        100_000, num_envs, (4, 84, 84), np.uint8, torch.device("cpu"), stacked=True
+    )
     collector = Collector(envs, replay, terminal_on_life_loss=True, clip_rewards=True)
-    obs, env_ids = collector.reset(seed=0)
+    _obs, env_ids = collector.reset(seed=0)
     rng = np.random.default_rng(0)
     state = {"env_ids": env_ids}
 
@@ -90,24 +91,42 @@ def collector_window(steps: int, num_envs: int, batch_size: int) -> Callable[[],
 def filled_replay(transitions: int) -> FrameReplayBuffer:
     """A replay buffer with `transitions` random Atari transitions in 8 envs."""
     rng = np.random.default_rng(0)
-    replay = FrameReplayBuffer(transitions + 800, 8, (4, 84, 84), np.uint8, torch.device("cpu"),
-                               stacked=True)
+    replay = FrameReplayBuffer(
+        transitions + 800, 8, (4, 84, 84), np.uint8, torch.device("cpu"), stacked=True
+    )
     ids = np.arange(8)
     replay.start_episodes(ids, rng.integers(0, 256, (8, 4, 84, 84), dtype=np.uint8))
     for _ in range(transitions // 8):
-        replay.add(ids, rng.integers(6, size=8), rng.standard_normal(8), rng.random(8) < 0.01,
-                   rng.integers(0, 256, (8, 4, 84, 84), dtype=np.uint8))
+        replay.add(
+            ids,
+            rng.integers(6, size=8),
+            rng.standard_normal(8),
+            rng.random(8) < 0.01,
+            rng.integers(0, 256, (8, 4, 84, 84), dtype=np.uint8),
+        )
     return replay
 
 
 def learner_window(
-    replay: FrameReplayBuffer, updates: int, precision: Precision, channels_last: bool
+    replay: FrameReplayBuffer,
+    updates: int,
+    precision: Precision,
+    channels_last: bool,
+    double_q: bool = False,
+    joint_double_q: bool = False,
 ) -> Callable[[], float]:
     """Sample a batch of 32 and take a gradient step, `updates` times."""
-    run = load_run_config(compose_config())
+    run = load_run_config(compose_config([f"agent.double_q={double_q}"]))
     torch.manual_seed(0)
-    agent = DQNAgent(NatureCNN((4, 84, 84), 6), 6, run.agent, torch.device("cpu"), precision,
-                     channels_last)
+    agent = DQNAgent(
+        NatureCNN((4, 84, 84), 6),
+        6,
+        run.agent,
+        torch.device("cpu"),
+        precision,
+        channels_last,
+        joint_double_q=joint_double_q,
+    )
     rng = np.random.default_rng(0)
 
     def window() -> float:
@@ -120,20 +139,46 @@ def learner_window(
     return window
 
 
+def sample_window(replay: FrameReplayBuffer, samples: int) -> Callable[[], float]:
+    """Sample a batch of 32 (rebuild its stacks), `samples` times: the replay's share."""
+    rng = np.random.default_rng(0)
+
+    def window() -> float:
+        start = time.perf_counter()
+        for _ in range(samples):
+            replay.sample(32, rng)
+        return samples / (time.perf_counter() - start)
+
+    return window
+
+
 # ---- end to end -----------------------------------------------------------------------------
 E2E_OVERRIDES = [
-    f"env={GAME}", "agent.buffer_size=100000", "agent.batch_size=32", "agent.train_freq=4",
-    "agent.gradient_steps=1", "agent.target_update_interval=1000",
-    "agent.exploration_initial_eps=0.01", "agent.exploration_final_eps=0.01",
-    "eval.interval_steps=1000000000", "checkpoint.interval_steps=1000000000",
+    f"env={GAME}",
+    "agent.buffer_size=100000",
+    "agent.batch_size=32",
+    "agent.train_freq=4",
+    "agent.gradient_steps=1",
+    "agent.target_update_interval=1000",
+    "agent.exploration_initial_eps=0.01",
+    "agent.exploration_final_eps=0.01",
+    "eval.interval_steps=1000000000",
+    "checkpoint.interval_steps=1000000000",
 ]
 
 
 def ours_e2e_window(steps: int, learning_starts: int, overrides: list[str]) -> Callable[[], float]:
     """Our trainer at the standard ratio, after `learning_starts` steps of warm-up."""
-    cfg = load_run_config(compose_config(
-        E2E_OVERRIDES + [f"agent.learning_starts={learning_starts}",
-                         f"total_steps={learning_starts + 1}"] + overrides))
+    cfg = load_run_config(
+        compose_config(
+            [
+                *E2E_OVERRIDES,
+                f"agent.learning_starts={learning_starts}",
+                f"total_steps={learning_starts + 1}",
+                *overrides,
+            ]
+        )
+    )
     run_dir = Path(tempfile.mkdtemp(prefix="bench-"))
     trainer = Trainer(cfg, run_dir)
     logger = RunLogger(run_dir, 10**12)
@@ -158,14 +203,30 @@ def sb3_e2e_window(steps: int, learning_starts: int) -> Callable[[], float] | No
     except ImportError:
         logging.warning("stable-baselines3 is not installed (pip install -e '.[bench]'): skipped")
         return None
-    env = VecFrameStack(make_atari_env(
-        "ALE/SpaceInvaders-v5", n_envs=1, seed=0,
-        env_kwargs={"frameskip": 1, "repeat_action_probability": 0.0}), n_stack=4)
+    env = VecFrameStack(
+        make_atari_env(
+            "ALE/SpaceInvaders-v5",
+            n_envs=1,
+            seed=0,
+            env_kwargs={"frameskip": 1, "repeat_action_probability": 0.0},
+        ),
+        n_stack=4,
+    )
     model = DQN(
-        "CnnPolicy", env, buffer_size=100_000, learning_starts=learning_starts, batch_size=32,
-        train_freq=4, gradient_steps=1, target_update_interval=1000,
-        exploration_initial_eps=0.01, exploration_final_eps=0.01, optimize_memory_usage=False,
-        device="cpu", seed=0, verbose=0,
+        "CnnPolicy",
+        env,
+        buffer_size=100_000,
+        learning_starts=learning_starts,
+        batch_size=32,
+        train_freq=4,
+        gradient_steps=1,
+        target_update_interval=1000,
+        exploration_initial_eps=0.01,
+        exploration_final_eps=0.01,
+        optimize_memory_usage=False,
+        device="cpu",
+        seed=0,
+        verbose=0,
     )
     model.learn(learning_starts)
 
@@ -203,8 +264,9 @@ print(nbytes / buf.capacity, before * 1024, after * 1024)
 def replay_memory() -> tuple[float, float, float]:
     """Bytes per transition of a filled 100k replay, and the process's peak RSS (bytes) before
     and after filling it, measured in a fresh interpreter."""
-    out = subprocess.run([sys.executable, "-c", REPLAY_MEMORY_PROBE], capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", REPLAY_MEMORY_PROBE], capture_output=True, text=True, check=True
+    ).stdout.split()
     return float(out[0]), float(out[1]), float(out[2])
 
 
@@ -222,31 +284,50 @@ def main() -> None:
     learning_starts = 1000 if args.quick else 2000
     results: dict[str, object] = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-                   f"torch {torch.__version__}",
-        "quick": args.quick, "repeats": repeats,
+        f"torch {torch.__version__}",
+        "quick": args.quick,
+        "repeats": repeats,
     }
 
     print("env only ...", file=sys.stderr)
-    env_rates = interleaved({
-        "gym_single": gym_env_window(env_steps),
-        "collector_sync_8": collector_window(env_steps, 8, 0),
-        "collector_async_8x4": collector_window(env_steps, 8, 4),
-    }, repeats)
+    env_rates = interleaved(
+        {
+            "gym_single": gym_env_window(env_steps),
+            "collector_sync_8": collector_window(env_steps, 8, 0),
+            "collector_async_8x4": collector_window(env_steps, 8, 4),
+        },
+        repeats,
+    )
 
     print("learner only ...", file=sys.stderr)
     replay = filled_replay(10_000)
-    learner_rates = interleaved({
-        "fp32": learner_window(replay, updates, Precision.fp32, False),
-        "fp32_channels_last": learner_window(replay, updates, Precision.fp32, True),
-        "bf16": learner_window(replay, updates, Precision.bf16, False),
-        "bf16_channels_last": learner_window(replay, updates, Precision.bf16, True),
-    }, repeats)
+    learner_rates = interleaved(
+        {
+            "fp32": learner_window(replay, updates, Precision.fp32, False),
+            "fp32_channels_last": learner_window(replay, updates, Precision.fp32, True),
+            "bf16": learner_window(replay, updates, Precision.bf16, False),
+            "bf16_channels_last": learner_window(replay, updates, Precision.bf16, True),
+        },
+        repeats,
+    )
 
-    print("end to end ...", file=sys.stderr)
+    print("update variants ...", file=sys.stderr)
     run = load_run_config(compose_config())
     precision = resolve_precision(run.hw.precision, torch.device("cpu"))
+    variant_rates = interleaved(
+        {
+            "update_dqn": learner_window(replay, updates, precision, False),
+            "update_double_q": learner_window(replay, updates, precision, False, True),
+            "update_double_q_joint": learner_window(replay, updates, precision, False, True, True),
+            "sample_only": sample_window(replay, 10 * updates),
+        },
+        repeats,
+    )
+
+    print("end to end ...", file=sys.stderr)
     default_learner = ("bf16" if precision == Precision.bf16 else "fp32") + (
-        "_channels_last" if run.hw.channels_last else "")
+        "_channels_last" if run.hw.channels_last else ""
+    )
     e2e_windows = {
         "ours": ours_e2e_window(e2e_steps, learning_starts, []),
         "ours_fp32": ours_e2e_window(e2e_steps, learning_starts, ["hw.precision=fp32"]),
@@ -260,58 +341,95 @@ def main() -> None:
     print("replay memory ...", file=sys.stderr)
     bytes_per_transition, rss_before, rss_after = replay_memory()
 
-    med = {k: statistics.median(v) for k, v in {**env_rates, **learner_rates, **e2e_rates}.items()}
+    all_rates = {**env_rates, **learner_rates, **variant_rates, **e2e_rates}
+    med = {k: statistics.median(v) for k, v in all_rates.items()}
     learner = med[default_learner]
     e2e = med["ours"]  # hw=cpu as configured: 8 envs in step, precision auto
-    results.update({
-        "gym_env_steps_per_s": med["gym_single"],
-        "env_steps_per_s": max(med["collector_sync_8"], med["collector_async_8x4"]),
-        "learner_updates_per_s": learner,
-        "learner_variant": default_learner,
-        "e2e_steps_per_s": e2e,
-        "e2e_fp32_steps_per_s": med["ours_fp32"],
-        "sb3_e2e_steps_per_s": med.get("sb3"),
-        "replay_bytes_per_transition": bytes_per_transition,
-        "replay_100k_peak_rss_bytes": rss_after,
-        "replay_100k_rss_increase_bytes": rss_after - rss_before,
-        "medians": med,
-        "samples": {**env_rates, **learner_rates, **e2e_rates},
-    })
+    results.update(
+        {
+            "gym_env_steps_per_s": med["gym_single"],
+            "env_steps_per_s": max(med["collector_sync_8"], med["collector_async_8x4"]),
+            "learner_updates_per_s": learner,
+            "learner_variant": default_learner,
+            "e2e_steps_per_s": e2e,
+            "e2e_fp32_steps_per_s": med["ours_fp32"],
+            "sb3_e2e_steps_per_s": med.get("sb3"),
+            "replay_bytes_per_transition": bytes_per_transition,
+            "replay_100k_peak_rss_bytes": rss_after,
+            "replay_100k_rss_increase_bytes": rss_after - rss_before,
+            "medians": med,
+            "samples": all_rates,
+        }
+    )
     ratios = {
         "env_vs_gym": results["env_steps_per_s"] / med["gym_single"],
         "e2e_vs_learner_bound": e2e / (4 * learner),
         "e2e_vs_sb3": e2e / med["sb3"] if "sb3" in med else None,
         "e2e_fp32_vs_sb3": med["ours_fp32"] / med["sb3"] if "sb3" in med else None,
+        "double_q_joint_vs_two_passes": med["update_double_q_joint"] / med["update_double_q"],
+        "sample_share_of_double_q_update": med["update_double_q"] / med["sample_only"],
     }
     results["ratios"] = ratios
 
     rows = [
         ("env only: one gymnasium env + Atari wrappers", med["gym_single"], "steps/s"),
         ("env only: our collector, 8 envs sync", med["collector_sync_8"], "steps/s"),
-        ("env only: our collector, 8 envs async (batches of 4)", med["collector_async_8x4"],
-         "steps/s"),
-        *[(f"learner, batch 32 (sample + update): {k}", med[k], "updates/s")
-          for k in learner_rates],
+        (
+            "env only: our collector, 8 envs async (batches of 4)",
+            med["collector_async_8x4"],
+            "steps/s",
+        ),
+        *[
+            (f"learner, batch 32 (sample + update): {k}", med[k], "updates/s")
+            for k in learner_rates
+        ],
+        (f"update, {precision.value}: DQN", med["update_dqn"], "updates/s"),
+        (
+            f"update, {precision.value}: Double-Q, two online passes",
+            med["update_double_q"],
+            "updates/s",
+        ),
+        (
+            f"update, {precision.value}: Double-Q, one joint online pass",
+            med["update_double_q_joint"],
+            "updates/s",
+        ),
+        ("replay sample of 32 (stacks rebuilt), alone", med["sample_only"], "samples/s"),
         (f"end to end, ours (8 envs sync, {default_learner})", med["ours"], "env steps/s"),
         ("end to end, ours (8 envs sync, fp32 like SB3)", med["ours_fp32"], "env steps/s"),
         ("end to end, ours (8 envs async, batches of 4)", med["ours_async"], "env steps/s"),
-        ("end to end, SB3 DQN CnnPolicy (1 env, fp32)", med.get("sb3", float("nan")),
-         "env steps/s"),
+        (
+            "end to end, SB3 DQN CnnPolicy (1 env, fp32)",
+            med.get("sb3", float("nan")),
+            "env steps/s",
+        ),
         ("replay bytes per transition (ours)", bytes_per_transition, "bytes"),
-        ("replay bytes per transition (SB3 / SB3 optimized / original)",
-         SB3_BYTES_PER_TRANSITION, f"/ {SB3_BYTES_PER_TRANSITION // 2} / "
-                                   f"{ORIGINAL_BYTES_PER_TRANSITION}"),
+        (
+            "replay bytes per transition (SB3 / SB3 optimized / original)",
+            SB3_BYTES_PER_TRANSITION,
+            f"/ {SB3_BYTES_PER_TRANSITION // 2} / {ORIGINAL_BYTES_PER_TRANSITION}",
+        ),
         ("peak RSS with a filled 100k replay", rss_after / 2**20, "MiB"),
     ]
     print(f"\n{'what':<64}{'median':>12}  unit")
     for name, value, unit in rows:
         print(f"{name:<64}{value:>12.1f}  {unit}")
-    print(f"\nratios: env/gym {ratios['env_vs_gym']:.2f}x (target >= 2), "
-          f"e2e/(4 x learner {default_learner}) {ratios['e2e_vs_learner_bound']:.2f} "
-          f"(target >= 0.9), e2e/SB3 "
-          + (f"{ratios['e2e_vs_sb3']:.2f}x, fp32 vs fp32 {ratios['e2e_fp32_vs_sb3']:.2f}x"
-             if ratios["e2e_vs_sb3"] else "n/a")
-          + " (target >= 1.4)")
+    print(
+        f"\nratios: env/gym {ratios['env_vs_gym']:.2f}x (target >= 2), "
+        f"e2e/(4 x learner {default_learner}) {ratios['e2e_vs_learner_bound']:.2f} "
+        f"(target >= 0.9), e2e/SB3 "
+        + (
+            f"{ratios['e2e_vs_sb3']:.2f}x, fp32 vs fp32 {ratios['e2e_fp32_vs_sb3']:.2f}x"
+            if ratios["e2e_vs_sb3"]
+            else "n/a"
+        )
+        + " (target >= 1.4)"
+    )
+    print(
+        f"Double-Q: one joint online pass / two passes "
+        f"{ratios['double_q_joint_vs_two_passes']:.2f}x; sampling is "
+        f"{ratios['sample_share_of_double_q_update']:.1%} of a Double-Q update"
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.json}")

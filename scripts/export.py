@@ -26,12 +26,17 @@ DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the arguments, write the policy file and its config; 0 on success, 2 on a user error."""
+    """Parse the arguments, write the policy file and its config; 0 on success, 2 on a user
+    error."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="a training checkpoint (best.pt, last.pt)")
     parser.add_argument("out", type=Path, help="the policy file to write (.pt)")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float16",
-                        help="floating-point type of the weights (default float16)")
+    parser.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        default="float16",
+        help="floating-point type of the weights (default float16)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -47,8 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         log.error("Error: %s", e)
         return 2
-    log.info("wrote %s (%.1f MB, %s, %d env steps) and %s", args.out,
-             args.out.stat().st_size / 1e6, args.dtype, payload["env_steps"], config_path)
+    log.info(
+        "wrote %s (%.1f MB, %s, %d env steps) and %s",
+        args.out,
+        args.out.stat().st_size / 1e6,
+        args.dtype,
+        payload["env_steps"],
+        config_path,
+    )
     return 0
 
 

@@ -21,11 +21,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import yaml  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-from tensorboard.backend.event_processing.event_file_loader import EventFileLoader  # noqa: E402
+import itertools
+
+import matplotlib.pyplot as plt
+import numpy as np
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 log = logging.getLogger("plot")
 
@@ -92,7 +94,7 @@ def training_hours(wall_times: np.ndarray, intervals: list[tuple[float, float]])
     """Hours of running time from the first interval's start to each wall time: the gaps
     between intervals (a run stopped, then resumed hours or days later) do not count."""
     pauses = np.zeros(len(wall_times))
-    for (_, end), (next_start, _) in zip(intervals, intervals[1:]):
+    for (_, end), (next_start, _) in itertools.pairwise(intervals):
         pauses += np.clip(wall_times - end, 0.0, next_start - end)
     return (wall_times - intervals[0][0] - pauses) / 3600
 
@@ -130,14 +132,18 @@ def crossing_table(curves: list[Curve], thresholds: list[float]) -> list[str]:
     for curve in curves:
         for threshold in thresholds:
             i = first_crossing(curve, threshold)
-            where = ("not reached (last point: "
-                     f"{curve.values[-1]:g} at {curve.steps[-1]} steps)") if i is None else (
-                f"{curve.steps[i]:>10d} {curve.frames[i]:>11.0f} {curve.hours[i]:>6.2f}")
-            lines.append(f"{str(curve.run_dir):{width}s} {threshold:>9g} {where}")
+            where = (
+                (f"not reached (last point: {curve.values[-1]:g} at {curve.steps[-1]} steps)")
+                if i is None
+                else (f"{curve.steps[i]:>10d} {curve.frames[i]:>11.0f} {curve.hours[i]:>6.2f}")
+            )
+            lines.append(f"{curve.run_dir!s:{width}s} {threshold:>9g} {where}")
     return lines
 
 
-def group_band(curves: list[Curve], x: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def group_band(
+    curves: list[Curve], x: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Mean, min and max across `curves` on a shared grid of `x` ("frames" or "hours"): each
     curve is interpolated over the range all of them cover."""
     end = min(getattr(c, x)[-1] for c in curves)
@@ -164,9 +170,7 @@ def smoothed(values: np.ndarray, window: int) -> np.ndarray:
     return (sums[1:] - sums[np.maximum(np.arange(1, len(values) + 1) - window, 0)]) / counts
 
 
-def plot(
-    curves: list[Curve], tag: str, out: Path, smooth: int = 1, thresholds: tuple = ()
-) -> None:
+def plot(curves: list[Curve], tag: str, out: Path, smooth: int = 1, thresholds: tuple = ()) -> None:
     """Two panels (vs frames, vs hours), one line and band per group of seeds, and a dashed
     line at each threshold."""
     groups: dict[str, list[Curve]] = {}
@@ -174,14 +178,24 @@ def plot(
         groups.setdefault(curve.label, []).append(curve)
     names = distinguishing_labels(sorted(groups))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
-    for (label, members), color in zip(sorted(groups.items()), plt.cm.tab10.colors * 10):
+    for (label, members), color in zip(
+        sorted(groups.items()), plt.cm.tab10.colors * 10, strict=False
+    ):
         name = f"{names[label]} ({len(members)} seed{'s' if len(members) > 1 else ''})"
-        for ax, x in zip(axes, ("frames", "hours")):
+        for ax, x in zip(axes, ("frames", "hours"), strict=True):
             grid, mean, low, high = group_band(members, x)
-            ax.plot(grid, smoothed(mean, smooth), color=color, label=name if x == "frames" else None)
+            ax.plot(
+                grid, smoothed(mean, smooth), color=color, label=name if x == "frames" else None
+            )
             if len(members) > 1:
-                ax.fill_between(grid, smoothed(low, smooth), smoothed(high, smooth), color=color,
-                                alpha=0.2, linewidth=0)
+                ax.fill_between(
+                    grid,
+                    smoothed(low, smooth),
+                    smoothed(high, smooth),
+                    color=color,
+                    alpha=0.2,
+                    linewidth=0,
+                )
     axes[0].set_xlabel("emulator frames")
     axes[1].set_xlabel("training hours (pauses between resumes left out)")
     for ax in axes:
@@ -206,8 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="eval/episodic_return", help="TensorBoard scalar")
     parser.add_argument("--out", type=Path, help="PNG to write (default: <first>/curves.png)")
     parser.add_argument("--smooth", type=int, default=1, help="moving average over N points")
-    parser.add_argument("--thresholds", type=float, nargs="*", default=[],
-                        help="levels to mark; prints where each run first reached them")
+    parser.add_argument(
+        "--thresholds",
+        type=float,
+        nargs="*",
+        default=[],
+        help="levels to mark; prints where each run first reached them",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("tensorboard").setLevel(logging.WARNING)  # its file-by-file chatter

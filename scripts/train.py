@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -25,7 +26,7 @@ log = logging.getLogger("train")
 register_configs()
 
 
-def fail(error: Exception, status: int) -> None:
+def fail(error: Exception, status: int) -> NoReturn:
     """End a single run with the error's one sentence and `status`; in a sweep (`-m`), raise
     it instead, so the launcher or sweeper records this job as failed and goes on."""
     log.error("%s", error)

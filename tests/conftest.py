@@ -44,9 +44,7 @@ def start_train(args: list[str], cwd: Path) -> subprocess.Popen:
     )
 
 
-def wait_for_file(
-    folder: Path, pattern: str, proc: subprocess.Popen, timeout: float = 300
-) -> Path:
+def wait_for_file(folder: Path, pattern: str, proc: subprocess.Popen, timeout: float = 300) -> Path:
     """Wait until a file matching `pattern` (a glob) exists under `folder`, and return it;
     fail if `proc` ends first or nothing appears within `timeout` seconds."""
     deadline = time.monotonic() + timeout

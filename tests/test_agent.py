@@ -54,7 +54,6 @@ def test_update_fits_a_fixed_batch_and_target_sync_copies_weights():
     assert torch.equal(agent.q_net.head.q[0].weight, agent.target_net.head.q[0].weight)
 
 
-
 def test_update_reports_the_action_gap_of_the_batch_states():
     """The action gap is the best minus the second-best Q-value (not the spread to the worst),
     averaged over the batch, from the network as it was before the step."""
@@ -67,6 +66,7 @@ def test_update_reports_the_action_gap_of_the_batch_states():
     assert float(expected) < float((q[:, 0] - q[:, 2]).mean())
     metrics, _ = agent.update(batch)
     assert float(metrics["action_gap"]) == pytest.approx(float(expected), rel=1e-5)
+
 
 @pytest.mark.parametrize("double_q", [False, True])
 def test_update_regresses_on_the_td_target_of_its_variant(double_q):
@@ -83,6 +83,62 @@ def test_update_regresses_on_the_td_target_of_its_variant(double_q):
     assert float(agent.update(batch)[0]["td_loss"]) == pytest.approx(float(expected), rel=1e-5)
 
 
+def test_munchausen_update_regresses_on_its_target_built_here_by_hand():
+    """Target: r + alpha * clip(tau * log softmax(Q_target(s) / tau)[a], -1, 0) + discount *
+    tau * logsumexp(Q_target(s') / tau), the soft value written differently than in the code."""
+    agent = make_agent(munchausen=True, munchausen_tau=0.5, loss=Loss.mse)
+    agent.target_net.head.q[-1].bias.data += torch.tensor([0.0, 3.0])  # target net != online
+    batch = fixed_batch()._replace(dones=torch.zeros(32))
+    with torch.no_grad():
+        taken = batch.actions[:, None]
+        q = agent.q_net(batch.observations).gather(1, taken).squeeze(1)
+        log_pi = torch.log_softmax(agent.target_net(batch.observations) / 0.5, dim=1)
+        bonus = 0.9 * (0.5 * log_pi.gather(1, taken).squeeze(1)).clamp(-1.0, 0.0)
+        soft_value = 0.5 * torch.logsumexp(agent.target_net(batch.next_observations) / 0.5, dim=1)
+        expected = ((q - (batch.rewards + bonus + 0.5 * soft_value)) ** 2).mean()
+    assert float(agent.update(batch)[0]["td_loss"]) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_random_shift_update_trains_on_shifted_frames():
+    """With agent.random_shift_pad the update sees shifted stacks: two agents with the same
+    weights and batch, one shifting, take different steps; the shifting one still learns."""
+    torch.manual_seed(0)
+    frames = torch.randint(0, 256, (32, 4, 84, 84), dtype=torch.uint8)
+    batch = fixed_batch()._replace(
+        observations=frames,
+        next_observations=frames.roll(1, dims=0),
+        actions=torch.zeros(32).long(),
+    )
+    losses = []
+    for pad in (0, 4):
+        torch.manual_seed(0)
+        cfg = AgentConfig(lr=1e-4, random_shift_pad=pad)
+        agent = DQNAgent(NatureCNN((4, 84, 84), 6), 6, cfg, torch.device("cpu"))
+        losses.append([float(agent.update(batch)[0]["td_loss"]) for _ in range(30)])
+    assert losses[0][0] == pytest.approx(losses[1][0], rel=0.2)  # same weights, similar start
+    assert losses[0] != losses[1]
+    assert losses[1][-1] < losses[1][0]
+
+
+@pytest.mark.parametrize("distributional", [False, True])
+def test_joint_double_q_forward_takes_the_same_step_as_separate_passes(distributional):
+    """One online pass over observations and next observations together gives the same loss,
+    priorities and new weights as two passes."""
+    cfg = dict(double_q=True, distributional=distributional, v_min=-2.0, v_max=2.0)
+    agents = []
+    for joint in (False, True):
+        torch.manual_seed(0)
+        agent_cfg = AgentConfig(lr=1e-3, **cfg)
+        net = MLP((3,), 2, hidden_sizes=[32], **agent_cfg.head_kwargs())
+        agents.append(DQNAgent(net, 2, agent_cfg, torch.device("cpu"), joint_double_q=joint))
+    batch = fixed_batch()._replace(dones=torch.zeros(32))
+    (metrics_a, priorities_a), (metrics_b, priorities_b) = (a.update(batch) for a in agents)
+    assert torch.allclose(metrics_a["td_loss"], metrics_b["td_loss"])
+    assert torch.allclose(priorities_a, priorities_b)
+    for p, q in zip(agents[0].q_net.parameters(), agents[1].q_net.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
 def test_nature_cnn_scales_uint8_frames_inside():
     net = NatureCNN((4, 84, 84), 6)
     frames = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
@@ -96,7 +152,9 @@ def test_bf16_autocast_and_channels_last_update_on_cpu(rainbow):
     from dqn.config import Precision
 
     torch.manual_seed(0)
-    switches = dict(distributional=True, noisy_nets=True, prioritized_replay=True) if rainbow else {}
+    switches = (
+        dict(distributional=True, noisy_nets=True, prioritized_replay=True) if rainbow else {}
+    )
     cfg = AgentConfig(double_q=True, **switches)
     net = NatureCNN((4, 84, 84), 6, dueling=rainbow, **cfg.head_kwargs())
     agent = DQNAgent(net, 6, cfg, torch.device("cpu"), Precision.bf16, channels_last=True)
@@ -140,11 +198,13 @@ def test_bf16_autocast_keeps_small_action_gaps():
     assert agent.greedy_actions(frames).tolist() == [1, 1, 1]
 
 
+@pytest.mark.slow
 def test_compiled_update_matches_eager():
     """hw.compile_mode (CUDA graphs on GPUs) runs the same update; checked eager vs compiled."""
     eager, compiled = make_agent(), make_agent()
-    compiled_agent = DQNAgent(compiled.q_net, 2, compiled.cfg, torch.device("cpu"),
-                              compile_mode="default")
+    compiled_agent = DQNAgent(
+        compiled.q_net, 2, compiled.cfg, torch.device("cpu"), compile_mode="default"
+    )
     batch = fixed_batch()._replace(dones=torch.zeros(32))
     for _ in range(3):
         loss_eager = float(eager.update(batch)[0]["td_loss"])
@@ -177,10 +237,21 @@ def test_noisy_linear_noise_is_factorised_and_off_in_eval_mode():
 
 def test_distributional_update_fits_a_fixed_batch():
     torch.manual_seed(0)
-    cfg = AgentConfig(lr=1e-3, distributional=True, num_atoms=21, v_min=-2.0, v_max=2.0,
-                      noisy_nets=True, double_q=True)
-    agent = DQNAgent(MLP((3,), 2, hidden_sizes=[32], dueling=True, **cfg.head_kwargs()), 2,
-                     cfg, torch.device("cpu"))
+    cfg = AgentConfig(
+        lr=1e-3,
+        distributional=True,
+        num_atoms=21,
+        v_min=-2.0,
+        v_max=2.0,
+        noisy_nets=True,
+        double_q=True,
+    )
+    agent = DQNAgent(
+        MLP((3,), 2, hidden_sizes=[32], dueling=True, **cfg.head_kwargs()),
+        2,
+        cfg,
+        torch.device("cpu"),
+    )
     batch = fixed_batch()  # every transition ends with reward 1: Z is 1 with certainty
     first = float(agent.update(batch)[0]["td_loss"])
     for _ in range(1000):

@@ -14,10 +14,15 @@ CASES = [
     ("+agent.lerning_rate=1", "agent.lerning_rate"),  # unknown key added with +
     ("+network.widht=3", "network.widht"),
     ("env=spaceinvaders", "env/spaceinvaders"),  # unknown group option
+    ("env=_atari", "env/_atari"),  # no shared base is offered as a game
+    ("env.id=space_invader", "did you mean space_invaders"),  # a misspelt ROM
     ("agent.lr=0", "agent.lr must be > 0"),  # out of range
     ("agent.gamma=1.5", "agent.gamma must be in (0, 1]"),
     ("agent.batch_size=0", "agent.batch_size must be >= 1"),
     ("agent.exploration_fraction=0", "agent.exploration_fraction"),
+    ("agent=rainbow agent.munchausen=true", "agent.munchausen needs scalar Q-values"),
+    ("agent=double_dqn agent.munchausen=true", "set agent.double_q=false"),
+    ("agent.random_shift_pad=-1", "agent.random_shift_pad must be >= 0"),
     ("hw.num_envs=0", "hw.num_envs must be >= 1"),
     ("hw.precision=fp8", "hw.precision"),
     ("env.id=not_a_game", "env.id='not_a_game' is not an ALE game"),  # missing game

@@ -27,8 +27,9 @@ class RecordingReplay(FrameReplayBuffer):
 def test_replay_rebuilds_exactly_the_stacks_the_envs_returned(batch_size):
     num_envs = 4
     envs = make_vector_env(EnvConfig(id="breakout"), num_envs, batch_size)
-    replay = RecordingReplay(20_000, num_envs, (4, 84, 84), np.uint8, torch.device("cpu"),
-                             stacked=True)
+    replay = RecordingReplay(
+        20_000, num_envs, (4, 84, 84), np.uint8, torch.device("cpu"), stacked=True
+    )
     collector = Collector(envs, replay, terminal_on_life_loss=True, clip_rewards=True)
     rng = np.random.default_rng(0)
     obs, env_ids = collector.reset(seed=0)
@@ -41,12 +42,12 @@ def test_replay_rebuilds_exactly_the_stacks_the_envs_returned(batch_size):
     for _ in range(1500):
         actions = rng.integers(envs.single_action_space.n, size=len(env_ids))
         collector.send(env_ids, actions)
-        sent.update(zip(env_ids.tolist(), actions.tolist()))
+        sent.update(zip(env_ids.tolist(), actions.tolist(), strict=True))
         replay.added.clear()
         obs, env_ids, outcome = collector.recv()
         games += len(outcome.episodes)
         for slots, ids in replay.added:
-            for slot, e in zip(slots.tolist(), ids.tolist()):
+            for slot, e in zip(slots.tolist(), ids.tolist(), strict=True):
                 row = env_ids.tolist().index(e)
                 expected[slot] = (latest[e], sent[e], obs[row])
         for i, e in enumerate(env_ids.tolist()):

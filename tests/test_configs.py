@@ -4,6 +4,7 @@ network runs a forward pass on its env's real observation shape."""
 import pytest
 import torch
 
+from conftest import REPO, compose_config, group_options
 from dqn.config import (
     NETWORK_SCHEMAS,
     EnvKind,
@@ -14,8 +15,6 @@ from dqn.config import (
 )
 from dqn.envs import make_vector_env
 from dqn.networks import build_network
-
-from conftest import compose_config, group_options
 
 ENVS = group_options("env")
 AGENTS = group_options("agent")
@@ -52,8 +51,9 @@ def sensible_networks(env: str) -> list[str]:
 @pytest.mark.parametrize("env", ENVS)
 def test_combination_composes_and_validates(env, agent, hw):
     for network in sensible_networks(env):
-        run = load_run_config(compose_config([f"env={env}", f"agent={agent}",
-                                              f"network={network}", f"hw={hw}"]))
+        run = load_run_config(
+            compose_config([f"env={env}", f"agent={agent}", f"network={network}", f"hw={hw}"])
+        )
         assert isinstance(run.hw, HardwareConfig)
         schema = "mlp" if network == "mlp" else "nature_cnn"
         assert isinstance(run.network, NETWORK_SCHEMAS[schema])
@@ -72,8 +72,12 @@ def check_forward(env: str, network: str, agent: str) -> None:
     envs = make_vector_env(run.env, num_envs=2)
     try:
         obs, _ = envs.reset(seed=0)
-        net = build_network(run.network, envs.single_observation_space.shape,
-                            envs.single_action_space.n, **run.agent.head_kwargs())
+        net = build_network(
+            run.network,
+            envs.single_observation_space.shape,
+            envs.single_action_space.n,
+            **run.agent.head_kwargs(),
+        )
         q = net(torch.as_tensor(obs))
     finally:
         envs.close()
@@ -119,10 +123,68 @@ def test_slurm_presets_request_a_gpu_and_requeue(hw):
 
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"hw={hw}", f"hydra/launcher=slurm_{hw}"],
-                      return_hydra_config=True)
+        cfg = compose(
+            config_name="config",
+            overrides=[f"hw={hw}", f"hydra/launcher=slurm_{hw}"],
+            return_hydra_config=True,
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert launcher.max_num_timeout >= 10 and launcher.gpus_per_node == 1
     assert launcher.timeout_min > 0 and launcher.cpus_per_task >= 8 and launcher.mem_gb >= 32
     assert "partition" in launcher and launcher.partition is None  # the key to fill in
+
+
+def _documented_defaults() -> dict[str, str]:
+    """`key -> default` from the tables of docs/configuration.md."""
+    rows = {}
+    for line in (REPO / "docs" / "configuration.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`") and cells[0].endswith("`"):
+            rows[cells[0].strip("`")] = cells[1]
+    return rows
+
+
+def _schema_defaults() -> dict[str, object]:
+    """`key -> default` of every field of the run's schemas, the network schemas merged."""
+    import dataclasses
+
+    from dqn.config import AgentConfig, CheckpointConfig, EnvConfig, EvalConfig, RunConfig
+
+    groups = {
+        "env": EnvConfig,
+        "agent": AgentConfig,
+        "eval": EvalConfig,
+        "checkpoint": CheckpointConfig,
+        "hw": HardwareConfig,
+    }
+    schemas = [(RunConfig, "")] + [(schema, f"{name}.") for name, schema in groups.items()]
+    schemas += [(schema, "network.") for schema in NETWORK_SCHEMAS.values()]
+    defaults: dict[str, object] = {}
+    for schema, prefix in schemas:
+        for f in dataclasses.fields(schema):
+            if prefix == "" and f.name in {*groups, "network"}:
+                continue  # a group, not a key
+            value = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            defaults.setdefault(prefix + f.name, value)  # nature_cnn's value where both have one
+    return defaults
+
+
+def test_configuration_doc_lists_every_key_with_the_schema_default():
+    import yaml
+    from omegaconf import MISSING
+
+    documented, schema = _documented_defaults(), _schema_defaults()
+    assert sorted(documented) == sorted(schema)
+    for key, default in schema.items():
+        text = documented[key]
+        if default == MISSING:
+            assert text == "(required)", key
+        elif hasattr(default, "value"):  # an enum
+            assert text == default.value, key
+        elif isinstance(default, bool) or default is None or isinstance(default, list):
+            assert yaml.safe_load(text) == default, key
+        elif isinstance(default, (int, float)):
+            assert float(text.replace("_", "")) == default, key
+        else:
+            assert text == default, key

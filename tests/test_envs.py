@@ -73,7 +73,7 @@ def test_frames_are_full_range_uint8_not_binarised():
 def test_life_loss_ends_the_td_target_but_not_the_game():
     """The original reset the game at every life lost and only ever played its first life."""
     env = make_vector_env(EnvConfig(id="space_invaders"), num_envs=1)
-    obs, info = env.reset(seed=3)
+    _obs, info = env.reset(seed=3)
     tracker = EpisodeTracker(1, terminal_on_life_loss=True)
     ids, no = np.array([0]), np.array([False])
     assert not tracker.step(ids, np.zeros(1), no, no, info["lives"]).is_transition[0]
@@ -81,7 +81,7 @@ def test_life_loss_ends_the_td_target_but_not_the_game():
     lives, frame = int(info["lives"][0]), int(info["episode_frame_number"][0])
     life_losses, episode = 0, None
     while episode is None:
-        obs, reward, terminated, truncated, info = env.step(rng.integers(6, size=1))
+        _obs, reward, terminated, truncated, info = env.step(rng.integers(6, size=1))
         outcome = tracker.step(ids, reward, terminated, truncated, info["lives"])
         assert outcome.is_transition[0]
         assert info["episode_frame_number"][0] > frame  # same game, never restarted
@@ -97,7 +97,7 @@ def test_life_loss_ends_the_td_target_but_not_the_game():
     assert life_losses == 3 and terminated[0]
     assert episode.episode_return > episode.first_life_return  # later lives scored too
     # The step after game over is the autoreset step: a fresh game, not a transition.
-    obs, reward, terminated, truncated, info = env.step(np.zeros(1, dtype=np.int64))
+    _obs, reward, terminated, truncated, info = env.step(np.zeros(1, dtype=np.int64))
     outcome = tracker.step(ids, reward, terminated, truncated, info["lives"])
     assert not outcome.is_transition[0] and info["lives"][0] == 3
     env.close()
@@ -111,16 +111,16 @@ def test_tracker_bootstraps_truncation_and_skips_the_reset_step():
     out = tracker.step(both, np.array([1.0, 2.0]), no, no, np.array([3, 3]))
     assert out.is_transition.all() and not out.episodes
     # env 0 is truncated (frame cap), env 1 loses a life.
-    out = tracker.step(both, np.array([5.0, 0.0]), no, np.array([True, False]),
-                       np.array([3, 2]))
+    out = tracker.step(both, np.array([5.0, 0.0]), no, np.array([True, False]), np.array([3, 2]))
     assert out.dones.tolist() == [0.0, 1.0]  # truncation bootstraps; life loss does not
     assert [(e.env_index, e.episode_return, e.length) for e in out.episodes] == [(0, 6.0, 2)]
     # Next step: env 0 is on its autoreset step (not a transition), env 1 plays on.
     out = tracker.step(both, np.array([0.0, 4.0]), no, no, np.array([3, 2]))
     assert out.is_transition.tolist() == [False, True]
     # Asynchronous reports name a subset of envs, in any order.
-    out = tracker.step(np.array([1]), np.array([1.0]), np.array([True]), np.array([False]),
-                       np.array([1]))
+    out = tracker.step(
+        np.array([1]), np.array([1.0]), np.array([True]), np.array([False]), np.array([1])
+    )
     assert out.dones.tolist() == [1.0] and out.env_ids.tolist() == [1]
     e = out.episodes[0]
     assert (e.env_index, e.episode_return, e.length, e.first_life_return) == (1, 7.0, 4, 2.0)
@@ -134,8 +134,11 @@ def test_action_subset_maps_agent_actions_to_game_actions():
     assert env.actions(np.array([0, 4])).tolist() == [1, 5]
     game_actions = env.unwrapped.ale.get_action_set()
     assert [game_actions[i] for i in env.table] == [
-        ale_py.Action.FIRE, ale_py.Action.RIGHT, ale_py.Action.LEFT,
-        ale_py.Action.RIGHTFIRE, ale_py.Action.LEFTFIRE,
+        ale_py.Action.FIRE,
+        ale_py.Action.RIGHT,
+        ale_py.Action.LEFT,
+        ale_py.Action.RIGHTFIRE,
+        ale_py.Action.LEFTFIRE,
     ]
     env.reset(seed=0)
     env.step(np.array([0, 4]))
@@ -143,13 +146,15 @@ def test_action_subset_maps_agent_actions_to_game_actions():
 
 
 def test_action_subset_out_of_range_is_a_config_error():
-    with pytest.raises(ConfigError, match="env.action_subset"):
+    with pytest.raises(ConfigError, match=r"env\.action_subset"):
         make_vector_env(EnvConfig(id="space_invaders", action_subset=[1, 7]), 1)
 
 
-def test_unknown_game_is_a_config_error():
-    with pytest.raises(ConfigError, match="env.id='spaceinvaders'"):
-        make_vector_env(EnvConfig(id="spaceinvaders"), 1)
+def test_unknown_game_is_a_config_error_naming_the_closest_roms():
+    with pytest.raises(ConfigError, match=r"env\.id='space_invader' .*did you mean space_invaders"):
+        make_vector_env(EnvConfig(id="space_invader"), 1)
+    with pytest.raises(ConfigError, match=r"env\.id='xyzzy' .*such as adventure"):
+        make_vector_env(EnvConfig(id="xyzzy"), 1)
 
 
 def test_classic_env_uses_next_step_autoreset_too():
@@ -160,7 +165,7 @@ def test_classic_env_uses_next_step_autoreset_too():
     tracker.step(ids, np.zeros(1), no, no, None)
     done_seen = False
     for _ in range(600):
-        obs, r, term, trunc, info = env.step(np.zeros(1, dtype=np.int64))
+        _obs, r, term, trunc, _info = env.step(np.zeros(1, dtype=np.int64))
         out = tracker.step(ids, r, term, trunc, None)
         if done_seen:
             assert not out.is_transition[0]

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import REPO
 from dqn.config import compose_config, load_run_config
 from dqn.trainer import Trainer
-
-from conftest import REPO
 
 EVALUATE = REPO / "scripts" / "evaluate.py"
 
 
 def run_evaluate(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(EVALUATE), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(EVALUATE), *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,8 @@ def test_evaluate_writes_the_protocol_and_figures_beside_the_checkpoint(checkpoi
     assert figures["min"] <= figures["mean"] <= figures["max"]
     assert figures["protocol"]["epsilon"] == 0.05 and figures["protocol"]["noop_max"] == 30
     assert "first_life_mean" in figures
+    assert figures["env_steps"] == 0 and figures["env_frames"] == 0
+    assert figures["training_hours"] is not None and figures["training_hours"] >= 0
     assert "over 3 games" in result.stdout
     assert list(tmp_path.iterdir()) == []  # nothing written where it was called from
 
@@ -89,12 +91,20 @@ def test_checkpoint_carrying_a_pickled_object_is_refused_never_executed(tmp_path
     assert "PWNED" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    ([], "checkpoint is required"),
-    (["episodes=0"], "episodes must be >= 1, got 0"),
-    pytest.param(["device=cuda"], "device=cuda but PyTorch", marks=pytest.mark.skipif(
-        torch.cuda.is_available(), reason="this machine has a CUDA GPU")),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "checkpoint is required"),
+        (["episodes=0"], "episodes must be >= 1, got 0"),
+        pytest.param(
+            ["device=cuda"],
+            "device=cuda but PyTorch",
+            marks=pytest.mark.skipif(
+                torch.cuda.is_available(), reason="this machine has a CUDA GPU"
+            ),
+        ),
+    ],
+)
 def test_bad_evaluate_arguments_end_in_one_sentence(checkpoint, tmp_path, args, message):
     if args:
         args = [f"checkpoint={checkpoint}", *args]
@@ -103,6 +113,7 @@ def test_bad_evaluate_arguments_end_in_one_sentence(checkpoint, tmp_path, args, 
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_video_of_the_best_game_is_a_full_colour_browser_mp4(tmp_path):
     """A Rainbow checkpoint (noisy, dueling, C51 head) rebuilt and filmed in colour."""
     import imageio.v2 as imageio
@@ -113,8 +124,9 @@ def test_video_of_the_best_game_is_a_full_colour_browser_mp4(tmp_path):
     trainer.save("last.pt")
     trainer.close()
     checkpoint = run_dir / "checkpoints" / "last.pt"
-    result = run_evaluate([f"checkpoint={checkpoint}", "episodes=2", "num_envs=2", "video=true"],
-                          tmp_path)
+    result = run_evaluate(
+        [f"checkpoint={checkpoint}", "episodes=2", "num_envs=2", "video=true"], tmp_path
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     video = run_dir / "checkpoints" / "last.best.mp4"
     figures = json.loads(checkpoint.with_name("last.eval.json").read_text())
@@ -139,8 +151,11 @@ def rainbow_checkpoint(tmp_path_factory) -> Path:
     """A Rainbow agent (noisy dueling C51 head) saved the way training saves it, its noise
     scales and weights moved off their initial values so the export has something to keep."""
     run_dir = tmp_path_factory.mktemp("rainbow")
-    cfg = load_run_config(compose_config(["agent=rainbow", "hw.num_envs=2", "eval.num_envs=1",
-                                          "agent.buffer_size=1000"]))
+    cfg = load_run_config(
+        compose_config(
+            ["agent=rainbow", "hw.num_envs=2", "eval.num_envs=1", "agent.buffer_size=1000"]
+        )
+    )
     trainer = Trainer(cfg, run_dir)
     with torch.no_grad():
         for parameter in trainer.agent.q_net.parameters():
@@ -156,8 +171,12 @@ def test_exported_policy_is_small_and_acts_like_the_checkpoint(rainbow_checkpoin
     from dqn.evaluation import load_agent
 
     policy = tmp_path / "pretrained" / "agent.pt"
-    result = subprocess.run([sys.executable, str(EXPORT), str(rainbow_checkpoint), str(policy)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(EXPORT), str(rainbow_checkpoint), str(policy)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert policy.stat().st_size < rainbow_checkpoint.stat().st_size / 6
     config = policy.with_suffix(".yaml").read_text()
@@ -180,13 +199,26 @@ def test_exported_policy_is_small_and_acts_like_the_checkpoint(rainbow_checkpoin
     torch.testing.assert_close(q_train_mode, q_shipped)
 
 
+@pytest.mark.slow
 def test_evaluate_scores_a_policy_file_into_out_dir(rainbow_checkpoint, tmp_path):
     policy = tmp_path / "agent.pt"
-    subprocess.run([sys.executable, str(EXPORT), str(rainbow_checkpoint), str(policy)],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, str(EXPORT), str(rainbow_checkpoint), str(policy)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     out_dir = tmp_path / "results"
-    result = run_evaluate([f"checkpoint={policy}", f"out_dir={out_dir}", "episodes=2",
-                           "num_envs=2", "max_episode_frames=2000"], tmp_path)
+    result = run_evaluate(
+        [
+            f"checkpoint={policy}",
+            f"out_dir={out_dir}",
+            "episodes=2",
+            "num_envs=2",
+            "max_episode_frames=2000",
+        ],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads((out_dir / "agent.eval.json").read_text())
     assert figures["episodes"] == 2 and figures["checkpoint"] == str(policy)
@@ -198,7 +230,11 @@ def test_a_policy_file_cannot_resume_a_run(rainbow_checkpoint, tmp_path):
     from dqn.config import ConfigError
 
     policy = tmp_path / "checkpoints" / "last.pt"
-    subprocess.run([sys.executable, str(EXPORT), str(rainbow_checkpoint), str(policy)],
-                   check=True, capture_output=True, timeout=120)
-    with pytest.raises(ConfigError, match="is a policy file .* cannot resume a run"):
+    subprocess.run(
+        [sys.executable, str(EXPORT), str(rainbow_checkpoint), str(policy)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    with pytest.raises(ConfigError, match=r"is a policy file .* cannot resume a run"):
         load_latest(policy.parent)

@@ -26,9 +26,10 @@ def fake_run(run_dir, overrides, returns, steps):
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     (run_dir / ".hydra" / "config.yaml").write_text(
-        yaml.safe_dump({"env": {"kind": "atari", "frame_skip": 4}}))
+        yaml.safe_dump({"env": {"kind": "atari", "frame_skip": 4}})
+    )
     logger = RunLogger(run_dir, total_steps=steps[-1])
-    for step, value in zip(steps, returns):
+    for step, value in zip(steps, returns, strict=True):
         logger.scalars(step, {"eval/episodic_return": value})
     logger.close()
 
@@ -49,13 +50,16 @@ def test_sweep_seeds_are_grouped_into_mean_and_band(tmp_path):
     assert high.tolist() == [0, 30, 40]
 
     out = tmp_path / "curves.png"
-    result = subprocess.run([sys.executable, str(PLOT), str(sweep), "--out", str(out)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(PLOT), str(sweep), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "3 runs in 2 groups" in result.stderr
     image = imageio.imread(out)
     assert image.shape[0] > 300 and image.shape[1] > 600
-
 
 
 def test_hours_leave_out_the_pause_between_a_stop_and_a_resume(tmp_path, monkeypatch):
@@ -75,6 +79,7 @@ def test_hours_leave_out_the_pause_between_a_stop_and_a_resume(tmp_path, monkeyp
     assert curve.steps.tolist() == [1000, 2000, 3000, 4000]
     assert curve.hours.tolist() == pytest.approx([0.5, 1.0, 1.5, 2.0])
 
+
 def test_thresholds_print_where_each_run_first_reached_them(tmp_path):
     """Pong-style question: at which step did the eval return first pass 0 and +15?"""
     steps = [0, 50_000, 100_000, 150_000, 200_000]
@@ -82,9 +87,22 @@ def test_thresholds_print_where_each_run_first_reached_them(tmp_path):
     curve = plot.read_curve(tmp_path / "pong", "eval/episodic_return")
     assert plot.first_crossing(curve, 0) == 2 and plot.first_crossing(curve, 15) == 4
     assert plot.first_crossing(curve, 20) is None
-    result = subprocess.run([sys.executable, str(PLOT), str(tmp_path), "--thresholds", "0", "15",
-                             "20", "--out", str(tmp_path / "pong.png")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(PLOT),
+            str(tmp_path),
+            "--thresholds",
+            "0",
+            "15",
+            "20",
+            "--out",
+            str(tmp_path / "pong.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.split() for line in result.stdout.splitlines()[1:]]
     assert rows[0][1:4] == ["0", "100000", "400000"]  # threshold, env steps, frames
@@ -94,8 +112,12 @@ def test_thresholds_print_where_each_run_first_reached_them(tmp_path):
 
 def test_a_directory_without_the_tag_is_one_sentence(tmp_path):
     fake_run(tmp_path / "run", ["seed=1"], [1.0], [0])
-    result = subprocess.run([sys.executable, str(PLOT), str(tmp_path), "--tag", "nope"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(PLOT), str(tmp_path), "--tag", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("Error: no run under")
 

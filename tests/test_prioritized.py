@@ -4,10 +4,10 @@ never drawing a transition the uniform one would not."""
 import numpy as np
 import pytest
 import torch
+from test_replay import CPU, assert_matches_naive, fill_with_random_episodes
 
 from dqn.replay import PrioritizedFrameReplayBuffer
 from dqn.sumtree import SumTree
-from test_replay import CPU, assert_matches_naive, fill_with_random_episodes
 
 # Upper 0.1% point of the chi-square distribution with 7 degrees of freedom.
 CHI2_7_DOF_999 = 24.32
@@ -67,8 +67,17 @@ def sampleable(buf) -> set[int]:
 @pytest.mark.parametrize("num_envs,capacity,steps", [(1, 60, 40), (3, 90, 400), (4, 400, 3000)])
 def test_prioritized_buffer_draws_exactly_the_sampleable_transitions(num_envs, capacity, steps):
     stack, frame_shape = 4, (3, 2)
-    buf = PrioritizedFrameReplayBuffer(capacity, num_envs, (stack, *frame_shape), np.uint8, CPU,
-                                       stacked=True, n_step=3, gamma=0.9, alpha=0.6)
+    buf = PrioritizedFrameReplayBuffer(
+        capacity,
+        num_envs,
+        (stack, *frame_shape),
+        np.uint8,
+        CPU,
+        stacked=True,
+        n_step=3,
+        gamma=0.9,
+        alpha=0.6,
+    )
     naive = fill_with_random_episodes(buf, num_envs, steps, stack, frame_shape, seed=capacity)
     with_mass = set(np.flatnonzero(buf.tree.get(np.arange(buf.capacity)) > 0).tolist())
     assert with_mass == sampleable(buf)
@@ -80,11 +89,13 @@ def test_prioritized_buffer_draws_exactly_the_sampleable_transitions(num_envs, c
 
 
 def test_priorities_follow_td_errors_and_weights_correct_for_them():
-    buf = PrioritizedFrameReplayBuffer(64, 1, (4,), np.float32, CPU, stacked=False,
-                                       alpha=1.0, eps=1e-6)
+    buf = PrioritizedFrameReplayBuffer(
+        64, 1, (4,), np.float32, CPU, stacked=False, alpha=1.0, eps=1e-6
+    )
     buf.start_episodes([0], np.zeros((1, 4), np.float32))
-    slots = np.concatenate([buf.add([0], [0], [0.0], [False], np.full((1, 4), i, np.float32))
-                            for i in range(1, 11)])
+    slots = np.concatenate(
+        [buf.add([0], [0], [0.0], [False], np.full((1, 4), i, np.float32)) for i in range(1, 11)]
+    )
     assert np.allclose(buf.tree.get(slots), 1.0)  # new transitions: the largest priority yet
     errors = np.full(10, 1.0)
     errors[3] = 9.0  # one transition with a large TD error: 9 / 18 of the mass
@@ -104,9 +115,9 @@ def test_priorities_follow_td_errors_and_weights_correct_for_them():
 def test_rebuild_recomputes_the_sums_from_the_leaves():
     tree = SumTree(6)
     tree.set(np.arange(6), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    leaves = tree.nodes[tree.leaves:].copy()
+    leaves = tree.nodes[tree.leaves :].copy()
     tree.nodes[:] = 0.0
-    tree.nodes[tree.leaves:] = leaves  # e.g. a snapshot saved between a leaf and its parents
+    tree.nodes[tree.leaves :] = leaves  # e.g. a snapshot saved between a leaf and its parents
     tree.rebuild()
     assert tree.total == pytest.approx(21.0)
     assert tree.find(np.array([0.5, 20.5])).tolist() == [0, 5]

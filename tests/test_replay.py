@@ -32,6 +32,7 @@ def fill_with_random_episodes(buf, num_envs, steps, stack, frame_shape, seed):
     (a NEXT_STEP reset after each), and record what a naive buffer would hold at each slot:
     the n-step transition (buf.n_step, buf.gamma) that starts there."""
     rng = np.random.default_rng(seed)
+
     def new_frame():  # every frame unique and never all zeros
         return rng.integers(1, 256, size=frame_shape, dtype=np.uint8)
 
@@ -48,8 +49,9 @@ def fill_with_random_episodes(buf, num_envs, steps, stack, frame_shape, seed):
         rng.shuffle(env_ids)
         resetting = env_ids[ended[env_ids]]
         if len(resetting):  # the autoreset step: a new episode's first observation
-            buf.start_episodes(resetting, np.stack([stackers[e].reset(new_frame())
-                                                    for e in resetting]))
+            buf.start_episodes(
+                resetting, np.stack([stackers[e].reset(new_frame()) for e in resetting])
+            )
             ended[resetting] = False
             episode[resetting] += 1
         stepping = env_ids[~np.isin(env_ids, resetting)]
@@ -62,17 +64,19 @@ def fill_with_random_episodes(buf, num_envs, steps, stack, frame_shape, seed):
         dones = rng.random(len(stepping)) < 0.05
         truncated = ~dones & (rng.random(len(stepping)) < 0.03)
         slots = buf.add(stepping, actions, rewards, dones, after)
-        for i, (e, slot) in enumerate(zip(stepping, slots)):
-            sequences[e].append((int(slot), before[i], actions[i], rewards[i], after[i],
-                                 dones[i], episode[e]))
+        for i, (e, slot) in enumerate(zip(stepping, slots, strict=True)):
+            sequences[e].append(
+                (int(slot), before[i], actions[i], rewards[i], after[i], dones[i], episode[e])
+            )
         ended[stepping] |= dones | truncated
     naive = {}
     for seq in sequences:
         for i, (slot, obs, action, _, _, _, ep) in enumerate(seq):
             ahead = [t for t in seq[i : i + buf.n_step]]
             ahead = ahead[: next((j for j, t in enumerate(ahead) if t[6] != ep), len(ahead))]
-            total, steps, done = n_step_return([t[3] for t in ahead], [t[5] for t in ahead],
-                                               buf.gamma, buf.n_step)
+            total, steps, done = n_step_return(
+                [t[3] for t in ahead], [t[5] for t in ahead], buf.gamma, buf.n_step
+            )
             naive[slot] = (obs, action, total, ahead[steps - 1][4], done, buf.gamma**steps)
     return naive
 
@@ -95,8 +99,16 @@ def test_samples_equal_a_naive_buffer_with_several_envs_and_wraparound(
     num_envs, capacity, steps, n_step
 ):
     stack, frame_shape = 4, (3, 2)
-    buf = FrameReplayBuffer(capacity, num_envs, (stack, *frame_shape), np.uint8, CPU,
-                            stacked=True, n_step=n_step, gamma=0.9)
+    buf = FrameReplayBuffer(
+        capacity,
+        num_envs,
+        (stack, *frame_shape),
+        np.uint8,
+        CPU,
+        stacked=True,
+        n_step=n_step,
+        gamma=0.9,
+    )
     naive = fill_with_random_episodes(buf, num_envs, steps, stack, frame_shape, seed=capacity)
     rng = np.random.default_rng(0)
     sampled = np.concatenate([buf.sample_indices(64, rng) for _ in range(200)])
@@ -124,8 +136,10 @@ def test_unfinished_and_final_slots_are_never_sampled():
     buf = FrameReplayBuffer(32, 1, (2, 1), np.uint8, CPU, stacked=True)
     stack = NaiveStacker(2, (1,))
     buf.start_episodes([0], stack.reset(np.array([1], np.uint8))[None])
-    slots = [int(buf.add([0], [0], [0.0], [i == 2], stack.step(np.array([i + 2], np.uint8))[None])[0])
-             for i in range(3)]
+    slots = [
+        int(buf.add([0], [0], [0.0], [i == 2], stack.step(np.array([i + 2], np.uint8))[None])[0])
+        for i in range(3)
+    ]
     buf.start_episodes([0], stack.reset(np.array([9], np.uint8))[None])
     drawn = set(buf.sample_indices(500, np.random.default_rng(0)).tolist())
     assert drawn == set(slots) - {0}  # slot 0 is among the S-1 oldest; 3 is final, 4 unfinished
@@ -149,8 +163,13 @@ def test_full_range_uint8_frames_come_back_unchanged():
     buf.start_episodes([0], stack.reset(rng.integers(0, 256, (84, 84), dtype=np.uint8))[None])
     for _ in range(8):
         before = stack.obs.copy()
-        slot = buf.add([0], [0], [0.0], [False],
-                       stack.step(rng.integers(0, 256, (84, 84), dtype=np.uint8))[None])
+        slot = buf.add(
+            [0],
+            [0],
+            [0.0],
+            [False],
+            stack.step(rng.integers(0, 256, (84, 84), dtype=np.uint8))[None],
+        )
     batch = buf.get(slot)
     assert batch.observations.dtype == torch.uint8
     assert np.array_equal(batch.observations[0].numpy(), before)
@@ -168,5 +187,5 @@ def test_budget_caps_the_capacity():
 
 
 def test_a_buffer_larger_than_memory_is_refused_before_allocation():
-    with pytest.raises(ConfigError, match="hw.replay_memory_gib"):
+    with pytest.raises(ConfigError, match=r"hw\.replay_memory_gib"):
         plan_capacity(10**12, 100_000.0, (84, 84), np.uint8)

@@ -1,7 +1,7 @@
 """Runs that survive interruptions: exact resume, automatic resume, signals, bad checkpoints."""
 
+import itertools
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,16 +9,26 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import TRAIN, run_train, start_train, wait_for_file
 from dqn.checkpoint import load_checkpoint
 
 # A short CartPole run that learns from step 500 and checkpoints every 1,000 steps.
-SHORT = ["experiment=cartpole", "hw.num_envs=2", "agent.learning_starts=500",
-         "agent.train_freq=4", "agent.gradient_steps=1", "agent.batch_size=32",
-         "log_interval_steps=100", "eval.interval_steps=100000", "eval.episodes=2",
-         "eval.num_envs=2", "checkpoint.interval_steps=1000"]
+SHORT = [
+    "experiment=cartpole",
+    "hw.num_envs=2",
+    "agent.learning_starts=500",
+    "agent.train_freq=4",
+    "agent.gradient_steps=1",
+    "agent.batch_size=32",
+    "log_interval_steps=100",
+    "eval.interval_steps=100000",
+    "eval.episodes=2",
+    "eval.num_envs=2",
+    "checkpoint.interval_steps=1000",
+]
 
 
 def scalars(run_dir, tag):
@@ -34,13 +44,21 @@ def kill_after_first_checkpoint(proc, run_dir):
     proc.wait(timeout=60)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("agent", ["dqn", "rainbow"])
 def test_killed_run_resumed_equals_the_uninterrupted_run(tmp_path, agent):
-    """A 4,000-step run killed after its checkpoint at 2,000 steps and resumed with
-    `resume=<dir>` to 4,000 logs exactly the losses and returns of the same run left alone."""
+    """With `checkpoint.exact_resume` and the replay saved, a 4,000-step run killed after its
+    checkpoint at 2,000 steps and resumed with `resume=<dir>` to 4,000 logs exactly the losses
+    and returns of the same run left alone."""
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    args = [*SHORT, f"agent={agent}", "checkpoint.save_replay=true", "total_steps=4000",
-            "checkpoint.interval_steps=2000"]
+    args = [
+        *SHORT,
+        f"agent={agent}",
+        "checkpoint.save_replay=true",
+        "total_steps=4000",
+        "checkpoint.interval_steps=2000",
+        "checkpoint.exact_resume=true",
+    ]
     result = run_train([*args, f"hydra.run.dir={whole}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     kill_after_first_checkpoint(start_train([*args, f"hydra.run.dir={cut}"], tmp_path), cut)
@@ -54,9 +72,84 @@ def test_killed_run_resumed_equals_the_uninterrupted_run(tmp_path, agent):
     assert summary["env_steps"] >= 4000
     assert summary["updates"] == json.loads((whole / "summary.json").read_text())["updates"]
     assert list(cut.glob(".hydra/resumed_*/overrides.yaml"))  # the original .hydra is kept
-    assert "resume" not in (cut / ".hydra" / "overrides.yaml").read_text()
+    original = (cut / ".hydra" / "overrides.yaml").read_text().splitlines()
+    assert not [line for line in original if line.startswith("- resume=")]
 
 
+@pytest.mark.slow
+def test_checkpoints_do_not_change_what_the_agent_sees(tmp_path):
+    """Same seed, synchronous stepping: a run that checkpoints every 1,000 steps logs the same
+    losses and game returns, step for step, as one that never checkpoints before its end."""
+    runs = {
+        "often": "checkpoint.interval_steps=1000",
+        "never": "checkpoint.interval_steps=10000000",
+    }
+    for name, every in runs.items():
+        result = run_train(
+            [*SHORT, "total_steps=4000", every, f"hydra.run.dir={tmp_path / name}"], cwd=tmp_path
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    for tag in ("losses/td_loss", "losses/q_values", "charts/episodic_return"):
+        often, never = scalars(tmp_path / "often", tag), scalars(tmp_path / "never", tag)
+        assert often and often == never, tag
+
+
+@pytest.mark.slow
+def test_resuming_with_more_steps_keeps_the_schedules_of_the_steps_taken(tmp_path):
+    """Epsilon annealed over the whole run (exploration_fraction=1) reaches its floor at the
+    first total_steps; resumed with twice the steps it stays there instead of jumping back up."""
+    run_dir = tmp_path / "run"
+    args = [*SHORT, "agent.exploration_fraction=1.0", f"hydra.run.dir={run_dir}"]
+    assert run_train([*args, "total_steps=2000"], cwd=tmp_path).returncode == 0
+    before = scalars(run_dir, "charts/epsilon")
+    result = run_train([f"resume={run_dir}", "total_steps=4000"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = scalars(run_dir, "charts/epsilon")
+    assert after[: len(before)] == before  # the steps taken keep their values
+    # The last value logged is that of a step or two before 2000 (about 0.0405). Before this
+    # rule the resumed run went back up to 1 - 0.96 * 2000 / 4000 = 0.52.
+    assert 2000 <= before[-1][0] <= 2001 and before[-1][1] < 0.041
+    floor = pytest.approx(0.04)  # experiment=cartpole's exploration_final_eps
+    assert [value for _, value in after[len(before) :]] == [floor] * (len(after) - len(before))
+
+
+def test_noisy_nets_redraw_their_noise_while_a_resumed_run_refills(tmp_path):
+    """A resumed Rainbow run without its replay collects agent.learning_starts steps before it
+    learns again; meanwhile its acting noise is redrawn once per train_freq steps, as the
+    updates would have done, instead of playing the whole refill on one draw."""
+    from conftest import compose_config
+    from dqn.config import load_run_config
+    from dqn.networks import NoisyLinear
+    from dqn.trainer import Trainer
+
+    def trainer(total_steps):
+        cfg = load_run_config(
+            compose_config([*SHORT, "agent=rainbow", f"total_steps={total_steps}"])
+        )
+        return Trainer(cfg, tmp_path / "run")
+
+    first = trainer(1000)
+    first.train()
+    first.close()
+    resumed = trainer(1400)  # 400 of the 500 refill steps
+    updates = resumed.updates
+    layer = next(m for m in resumed.agent.q_net.modules() if isinstance(m, NoisyLinear))
+    draws = []
+    original = resumed.agent.reset_noise
+
+    def recording_reset_noise():
+        original()
+        draws.append(layer.noise_out.clone())
+
+    resumed.agent.reset_noise = recording_reset_noise
+    resumed.train()
+    resumed.close()
+    assert resumed.updates == updates  # still refilling: no update yet
+    assert 90 <= len(draws) <= 101  # ~400 steps / train_freq 4
+    assert all(not torch.equal(a, b) for a, b in itertools.pairwise(draws))
+
+
+@pytest.mark.slow
 def test_restart_in_the_run_directory_resumes_without_the_replay(tmp_path):
     run_dir = tmp_path / "run"
     args = [*SHORT, f"hydra.run.dir={run_dir}"]
@@ -74,15 +167,19 @@ def test_restart_in_the_run_directory_resumes_without_the_replay(tmp_path):
     assert max(losses) >= 2900
 
 
+@pytest.mark.slow
 def test_changed_agent_key_on_resume_is_named(tmp_path):
     run_dir = tmp_path / "run"
-    assert run_train([*SHORT, "total_steps=1000", f"hydra.run.dir={run_dir}"],
-                     cwd=tmp_path).returncode == 0
-    result = run_train([*SHORT, "total_steps=2000", "agent.lr=0.01", f"hydra.run.dir={run_dir}"],
-                       cwd=tmp_path)
+    assert (
+        run_train([*SHORT, "total_steps=1000", f"hydra.run.dir={run_dir}"], cwd=tmp_path).returncode
+        == 0
+    )
+    result = run_train(
+        [*SHORT, "total_steps=2000", "agent.lr=0.01", f"hydra.run.dir={run_dir}"], cwd=tmp_path
+    )
     assert result.returncode == 2
     message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("Error:") and "agent.lr=0.0023" in message and "0.01" in message
+    assert message.startswith("Error:") and "agent.lr=0.001" in message and "0.01" in message
     result = run_train([f"resume={run_dir}", "agent.gamma=0.5"], cwd=tmp_path)
     assert result.returncode == 2
     assert "agent.gamma cannot change" in result.stderr
@@ -94,10 +191,13 @@ def test_changed_agent_key_on_resume_is_named(tmp_path):
     assert result.returncode == 2 and "holds no checkpoints/last.pt" in result.stderr
 
 
+@pytest.mark.slow
 def test_corrupt_last_checkpoint_falls_back_to_the_previous_one(tmp_path):
     run_dir = tmp_path / "run"
-    assert run_train([*SHORT, "total_steps=2000", f"hydra.run.dir={run_dir}"],
-                     cwd=tmp_path).returncode == 0
+    assert (
+        run_train([*SHORT, "total_steps=2000", f"hydra.run.dir={run_dir}"], cwd=tmp_path).returncode
+        == 0
+    )
     last = run_dir / "checkpoints" / "last.pt"
     previous_steps = load_checkpoint(run_dir / "checkpoints" / "last.prev.pt")["env_steps"]
     last.write_bytes(last.read_bytes()[:1000])  # a torn write
@@ -112,7 +212,9 @@ def test_sigterm_checkpoints_then_ends_as_the_signal_asks(tmp_path):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, str(TRAIN), *SHORT, "total_steps=10000000", f"hydra.run.dir={run_dir}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     wait_for_file(run_dir, "checkpoints/last.pt", proc)
     proc.send_signal(signal.SIGTERM)
@@ -123,14 +225,17 @@ def test_sigterm_checkpoints_then_ends_as_the_signal_asks(tmp_path):
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["env_steps"] == summary["env_steps"]
 
 
+@pytest.mark.slow
 def test_full_disk_keeps_the_previous_checkpoint_and_says_why(tmp_path):
     """A replay snapshot larger than a file-size limit (what a full disk does to a write):
     the run stops with one sentence, and the checkpoint before it is whole."""
     import resource
 
     run_dir = tmp_path / "run"
-    assert run_train([*SHORT, "total_steps=2000", f"hydra.run.dir={run_dir}"],
-                     cwd=tmp_path).returncode == 0
+    assert (
+        run_train([*SHORT, "total_steps=2000", f"hydra.run.dir={run_dir}"], cwd=tmp_path).returncode
+        == 0
+    )
     steps = load_checkpoint(run_dir / "checkpoints" / "last.pt")["env_steps"]
 
     def small_files():  # writes past 1.5 MB fail with EFBIG instead of killing the process
@@ -139,9 +244,18 @@ def test_full_disk_keeps_the_previous_checkpoint_and_says_why(tmp_path):
 
     # Continue the run with replay snapshots (2.7 MB for CartPole's 100k-transition replay).
     result = subprocess.run(
-        [sys.executable, str(TRAIN), *SHORT, "total_steps=4000", "checkpoint.save_replay=true",
-         f"hydra.run.dir={run_dir}"],
-        capture_output=True, text=True, timeout=600, preexec_fn=small_files,
+        [
+            sys.executable,
+            str(TRAIN),
+            *SHORT,
+            "total_steps=4000",
+            "checkpoint.save_replay=true",
+            f"hydra.run.dir={run_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=small_files,
     )
     assert result.returncode == 1, result.stderr[-3000:]
     message = result.stderr.strip().splitlines()[-1]
@@ -151,6 +265,7 @@ def test_full_disk_keeps_the_previous_checkpoint_and_says_why(tmp_path):
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_never_corrupts_or_double_counts(tmp_path):
     """12 SIGKILLs, 4 of them while a checkpoint or replay snapshot is being written: after
     each, every checkpoint file loads, and the restart resumes from the newest complete one;
@@ -160,8 +275,13 @@ def test_kill_9_at_random_moments_never_corrupts_or_double_counts(tmp_path):
     run_dir = tmp_path / "run"
     checkpoints = run_dir / "checkpoints"
     # Long enough never to finish while it is being killed; the last restart shortens it.
-    args = [*SHORT, "total_steps=1000000", "checkpoint.interval_steps=250",
-            "checkpoint.save_replay=true", f"hydra.run.dir={run_dir}"]
+    args = [
+        *SHORT,
+        "total_steps=1000000",
+        "checkpoint.interval_steps=250",
+        "checkpoint.save_replay=true",
+        f"hydra.run.dir={run_dir}",
+    ]
     rng = np.random.default_rng(0)
     resumed_at = []
     for attempt in range(12):

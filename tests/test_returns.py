@@ -6,10 +6,12 @@ import torch
 
 from dqn.returns import (
     categorical_projection,
-    importance_weights,
     exponential_schedule,
+    importance_weights,
     linear_schedule,
+    munchausen_target,
     n_step_return,
+    run_progress,
     td_target,
     updates_owed,
 )
@@ -20,6 +22,32 @@ def test_linear_schedule_hand_values():
     assert linear_schedule(1.0, 0.01, 100, 50) == pytest.approx(0.505)
     assert linear_schedule(1.0, 0.01, 100, 100) == pytest.approx(0.01)
     assert linear_schedule(1.0, 0.01, 100, 10_000) == pytest.approx(0.01)
+
+
+def test_run_progress_hand_values():
+    assert run_progress(0, 1000) == 0.0
+    assert run_progress(250, 1000) == 0.25
+    assert run_progress(1000, 1000) == 1.0
+    assert run_progress(5000, 1000) == 1.0
+    # Resumed at step 400 (progress 0.4) with total_steps raised to 1600: the 1,200 steps left
+    # cover the remaining 0.6, so 0.05 per 100 steps, and step 400 itself is unchanged.
+    assert run_progress(400, 1600, 400, 0.4) == 0.4
+    assert run_progress(1000, 1600, 400, 0.4) == pytest.approx(0.7)
+    assert run_progress(1600, 1600, 400, 0.4) == 1.0
+    # Resumed after the first total_steps (progress 1): it stays 1.
+    assert run_progress(3000, 4000, 2000, 1.0) == 1.0
+    # A shorter total_steps than the resume step: done.
+    assert run_progress(600, 500, 600, 0.6) == 0.6
+    assert run_progress(601, 500, 600, 0.6) == 1.0
+
+
+def test_schedules_on_run_progress_hand_values():
+    # Epsilon over the first 10% of the run, PER beta and the learning rate over all of it.
+    assert linear_schedule(1.0, 0.01, 0.1, run_progress(50, 1000)) == pytest.approx(0.505)
+    assert linear_schedule(0.4, 1.0, 1.0, run_progress(500, 1000)) == pytest.approx(0.7)
+    assert linear_schedule(1e-4, 0.0, 1.0, run_progress(1000, 1600, 400, 0.4)) == pytest.approx(
+        3e-5
+    )
 
 
 def test_exponential_schedule_is_floored():
@@ -69,31 +97,68 @@ def test_n_step_return_stops_at_done_and_at_the_end_of_what_was_played():
 
 
 def test_td_target_takes_per_sample_discounts():
-    target = td_target(torch.tensor([3.0, 2.0]), torch.tensor([0.0, 0.0]),
-                       torch.tensor([0.125, 0.25]), torch.tensor([[8.0, 0.0], [4.0, 0.0]]))
+    target = td_target(
+        torch.tensor([3.0, 2.0]),
+        torch.tensor([0.0, 0.0]),
+        torch.tensor([0.125, 0.25]),
+        torch.tensor([[8.0, 0.0], [4.0, 0.0]]),
+    )
     assert target.tolist() == pytest.approx([4.0, 3.0])
+
+
+def test_munchausen_target_hand_values():
+    # tau = 1: log pi(a=0 | s) for Q(s) = [1, 0] is 1 - log(1 + e) = -0.31326; alpha 0.9 of it
+    # is the bonus. Q(s') = [2, 0]: the soft value log(e^2 + 1) = 2.12693.
+    q, next_q = torch.tensor([[1.0, 0.0]] * 2), torch.tensor([[2.0, 0.0]] * 2)
+    target = munchausen_target(
+        torch.tensor([1.0, 1.0]),
+        torch.tensor([0.0, 1.0]),
+        0.9,
+        q,
+        torch.tensor([0, 0]),
+        next_q,
+        tau=1.0,
+        alpha=0.9,
+        clip=-1.0,
+    )
+    bonus = 0.9 * (1 - np.log(1 + np.e))
+    assert target.tolist() == pytest.approx([1 + bonus + 0.9 * np.log(np.e**2 + 1), 1 + bonus])
+    # An unlikely action's bonus is clipped at `clip`: tau * log pi(a=1) = -1.31 < -1.
+    clipped = munchausen_target(
+        torch.zeros(1), torch.ones(1), 0.9, q[:1], torch.tensor([1]), next_q[:1], 1.0, 0.9, -1.0
+    )
+    assert clipped.item() == pytest.approx(-0.9)
+    # As tau -> 0 with alpha = 0 it is the DQN target: r + discount * max Q(s').
+    dqn_like = munchausen_target(
+        torch.ones(1), torch.zeros(1), 0.9, q[:1], torch.tensor([0]), next_q[:1], 1e-4, 0.0, -1.0
+    )
+    assert dqn_like.item() == pytest.approx(1 + 0.9 * 2.0, abs=1e-3)
 
 
 def test_categorical_projection_hand_values():
     support = torch.tensor([0.0, 1.0, 2.0])
-    next_probs = torch.tensor([
-        [1.0, 0.0, 0.0],  # all mass at 0, moved to 0.5: split evenly between atoms 0 and 1
-        [0.2, 0.3, 0.5],  # episode over: everything lands on the reward, 1
-        [0.0, 0.0, 1.0],  # mass at 2, discounted by 0.5 to 1
-        [0.2, 0.3, 0.5],  # reward -5 pushes all mass below v_min: clipped onto atom 0
-        [0.2, 0.3, 0.5],  # +1 shifts to 1, 2, 3: the 3 is clipped onto atom 2
-    ])
+    next_probs = torch.tensor(
+        [
+            [1.0, 0.0, 0.0],  # all mass at 0, moved to 0.5: split evenly between atoms 0 and 1
+            [0.2, 0.3, 0.5],  # episode over: everything lands on the reward, 1
+            [0.0, 0.0, 1.0],  # mass at 2, discounted by 0.5 to 1
+            [0.2, 0.3, 0.5],  # reward -5 pushes all mass below v_min: clipped onto atom 0
+            [0.2, 0.3, 0.5],  # +1 shifts to 1, 2, 3: the 3 is clipped onto atom 2
+        ]
+    )
     rewards = torch.tensor([0.5, 1.0, 0.0, -5.0, 1.0])
     dones = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0])
     discounts = torch.tensor([1.0, 1.0, 0.5, 1.0, 1.0])
     target = categorical_projection(rewards, dones, discounts, next_probs, support)
-    expected = torch.tensor([
-        [0.5, 0.5, 0.0],
-        [0.0, 1.0, 0.0],
-        [0.0, 1.0, 0.0],
-        [1.0, 0.0, 0.0],
-        [0.0, 0.2, 0.8],
-    ])
+    expected = torch.tensor(
+        [
+            [0.5, 0.5, 0.0],
+            [0.0, 1.0, 0.0],
+            [0.0, 1.0, 0.0],
+            [1.0, 0.0, 0.0],
+            [0.0, 0.2, 0.8],
+        ]
+    )
     assert torch.allclose(target, expected, atol=1e-6)
 
 

@@ -11,14 +11,30 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import run_train, start_train, wait_for_file
 
-TINY = ["experiment=cartpole", "total_steps=600", "agent.learning_starts=100",
-        "eval.interval_steps=100000", "eval.episodes=1", "eval.num_envs=1"]
+TINY = [
+    "experiment=cartpole",
+    "total_steps=600",
+    "agent.learning_starts=100",
+    "eval.interval_steps=100000",
+    "eval.episodes=1",
+    "eval.num_envs=1",
+]
 
 
+@pytest.mark.slow
 def test_joblib_multirun_jobs_land_in_readable_dirs_with_hparams(tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_train(["-m", *TINY, "agent.lr=1e-3,2e-3", "hydra/launcher=joblib",
-                        "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    result = run_train(
+        [
+            "-m",
+            *TINY,
+            "agent.lr=1e-3,2e-3",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [job.name.split("_", 1)[0] for job in jobs] == ["0", "1"]
@@ -32,13 +48,22 @@ def test_joblib_multirun_jobs_land_in_readable_dirs_with_hparams(tmp_path):
         assert final.value == pytest.approx(summary["eval_return_mean"])
 
 
+@pytest.mark.slow
 def test_optuna_search_records_a_failing_trial_and_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
     # Batch sizes where one (0) is invalid: its trials fail, the others still run. (TPE starts
     # with seeded random trials: with seed 1 both values come up in 4 trials.)
-    result = run_train(["-m", *TINY, "hparams_search=optuna", "hydra.sweeper.n_trials=4",
-                        "agent.batch_size=choice(0,64)",
-                        f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    result = run_train(
+        [
+            "-m",
+            *TINY,
+            "hparams_search=optuna",
+            "hydra.sweeper.n_trials=4",
+            "agent.batch_size=choice(0,64)",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Failed experiment" in result.stderr + result.stdout
     assert "agent.batch_size must be >= 1" in result.stderr + result.stdout
@@ -70,9 +95,16 @@ def test_submitit_local_job_preempted_is_requeued_and_finishes(tmp_path):
     (A timeout sends the same signal; submitit then also counts it against `max_num_timeout`.
     With a 60-minute limit, submitit sees a signal in the first 48 minutes as a preemption.)"""
     sweep = tmp_path / "sweep"
-    args = ["-m", "experiment=cartpole", "total_steps=20000", "checkpoint.interval_steps=2000",
-            "eval.interval_steps=1000000", "hydra/launcher=submitit_local",
-            "hydra.launcher.timeout_min=60", f"hydra.sweep.dir={sweep}"]
+    args = [
+        "-m",
+        "experiment=cartpole",
+        "total_steps=20000",
+        "checkpoint.interval_steps=2000",
+        "eval.interval_steps=1000000",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=60",
+        f"hydra.sweep.dir={sweep}",
+    ]
     launcher = start_train(args, tmp_path)
     try:
         wait_for_file(sweep, "*/checkpoints/last.pt", launcher)

@@ -9,23 +9,33 @@ import time
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import TRAIN, run_train, wait_for_file
 from dqn.checkpoint import load_checkpoint
 from dqn.networks import NatureCNN
 from dqn.returns import updates_owed
 
-from conftest import TRAIN, run_train, wait_for_file
-
 SMOKE = [
-    "total_steps=3000", "agent.learning_starts=1000", "hw.num_envs=2", "log_interval_steps=500",
-    "eval.interval_steps=1500", "eval.episodes=2", "eval.num_envs=2",
+    "total_steps=3000",
+    "agent.learning_starts=1000",
+    "hw.num_envs=2",
+    "log_interval_steps=500",
+    "eval.interval_steps=1500",
+    "eval.episodes=2",
+    "eval.num_envs=2",
     "checkpoint.interval_steps=1000",
 ]
 CLEANRL_TAGS = {
-    "charts/episodic_return", "charts/episodic_length", "charts/epsilon", "charts/SPS",
-    "losses/td_loss", "losses/q_values", "eval/episodic_return",
+    "charts/episodic_return",
+    "charts/episodic_length",
+    "charts/epsilon",
+    "charts/SPS",
+    "losses/td_loss",
+    "losses/q_values",
+    "eval/episodic_return",
 }
 
 
+@pytest.mark.slow
 def test_space_invaders_smoke_run_writes_logs_checkpoints_and_summary(tmp_path):
     result = run_train(SMOKE, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -59,16 +69,28 @@ def test_space_invaders_smoke_run_writes_logs_checkpoints_and_summary(tmp_path):
     net = NatureCNN((4, 84, 84), 6)
     net.load_state_dict(checkpoint["agent"]["q_net"])
     assert (run_dir / "checkpoints" / "best.pt").is_file()
-    print(f"Space Invaders smoke run: {summary['steps_per_second']} env steps/s "
-          f"({summary['env_steps']} steps, {summary['updates']} updates)")
+    print(
+        f"Space Invaders smoke run: {summary['steps_per_second']} env steps/s "
+        f"({summary['env_steps']} steps, {summary['updates']} updates)"
+    )
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_last_checkpoint_and_exits_cleanly(tmp_path):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, str(TRAIN), "total_steps=1000000", "agent.learning_starts=500",
-         "hw.num_envs=2", "log_interval_steps=100", f"hydra.run.dir={run_dir}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(TRAIN),
+            "total_steps=1000000",
+            "agent.learning_starts=500",
+            "hw.num_envs=2",
+            "log_interval_steps=100",
+            f"hydra.run.dir={run_dir}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         # A shell's background job starts with SIGINT ignored, and Python then never raises
         # KeyboardInterrupt: give the run the default disposition, as a terminal would.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -92,12 +114,17 @@ def test_cartpole_preset_solves_cartpole(tmp_path, agent):
     """experiment=cartpole solves CartPole-v1 (greedy eval mean >= 475 over 10 games after
     50k steps) with plain DQN and with every Rainbow component on."""
     started = time.monotonic()
-    result = run_train(["experiment=cartpole", f"agent={agent}", f"hydra.run.dir={tmp_path}"],
-                       cwd=tmp_path, timeout=900)
+    result = run_train(
+        ["experiment=cartpole", f"agent={agent}", f"hydra.run.dir={tmp_path}"],
+        cwd=tmp_path,
+        timeout=900,
+    )
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    print(f"CartPole {agent}: eval {summary['eval_return_mean']} +- "
-          f"{summary['eval_return_std']} after {summary['env_steps']} steps, {elapsed:.0f} s")
+    print(
+        f"CartPole {agent}: eval {summary['eval_return_mean']} +- "
+        f"{summary['eval_return_std']} after {summary['env_steps']} steps, {elapsed:.0f} s"
+    )
     assert summary["env_steps"] == 50_000
     assert summary["eval_return_mean"] >= 475

@@ -1,0 +1,37 @@
+"""DrQ's random shifts, against hand-shifted images."""
+
+import torch
+
+from dqn.augmentation import random_shift, shift_frames
+
+
+def test_shift_moves_every_frame_of_a_stack_and_repeats_the_edges():
+    image = torch.arange(16, dtype=torch.uint8).reshape(1, 1, 4, 4)  # rows 0-3, 4-7, ...
+    frames = torch.cat([image, image + 100], dim=1)  # a stack of two frames
+    down_right = shift_frames(frames, torch.tensor([[1, 2]]))  # pixel (y, x) <- (y+1, x+2)
+    expected = torch.tensor(
+        [[6, 7, 7, 7], [10, 11, 11, 11], [14, 15, 15, 15], [14, 15, 15, 15]], dtype=torch.uint8
+    )
+    assert torch.equal(down_right[0, 0], expected)
+    assert torch.equal(down_right[0, 1], expected + 100)  # the same shift for the whole stack
+    up_left = shift_frames(image, torch.tensor([[-1, -1]]))
+    assert up_left[0, 0].tolist() == [[0, 0, 1, 2], [0, 0, 1, 2], [4, 4, 5, 6], [8, 8, 9, 10]]
+    assert torch.equal(shift_frames(image, torch.tensor([[0, 0]])), image)
+    assert down_right.dtype == torch.uint8
+
+
+def test_random_shift_draws_a_shift_per_stack_within_the_pad():
+    torch.manual_seed(0)
+    frames = torch.randint(0, 256, (256, 4, 84, 84), dtype=torch.uint8)
+    shifted = random_shift(frames, pad=4)
+    assert shifted.shape == frames.shape and shifted.dtype == torch.uint8
+    # Recover each stack's shift by trying them all: exactly one of the 81 fits, and all fit
+    # somewhere in [-4, 4]^2.
+    found = set()
+    for dy in range(-4, 5):
+        for dx in range(-4, 5):
+            moved = shift_frames(frames, torch.tensor([[dy, dx]] * len(frames)))
+            matches = (moved == shifted).flatten(1).all(dim=1)
+            found.update((i, dy, dx) for i in torch.nonzero(matches).flatten().tolist())
+    assert sorted(i for i, _, _ in found) == list(range(256))
+    assert len({(dy, dx) for _, dy, dx in found}) > 40  # the shifts vary
