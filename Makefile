@@ -25,12 +25,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" -n 2 $(PYTEST_ARGS)
 
-# Ruff: lint and the format check (pyproject.toml). CI runs it before the tests.
+# Ruff (lint and the format check) and mypy, configured in pyproject.toml. CI runs it first.
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
-# mypy with the settings in pyproject.toml (not yet clean, so not yet part of `lint`).
 typecheck: $(STAMP)
 	$(PY) -m mypy
 

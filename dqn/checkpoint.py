@@ -1,15 +1,22 @@
-"""Checkpoints: atomic writes, and loading that never unpickles arbitrary objects."""
+"""The checkpoint formats, owned here: typed payloads (`TrainingCheckpoint`, `PolicyFile`),
+atomic writes, and loading that never unpickles arbitrary objects.
+
+On disk each file is a `torch.save` of plain containers and tensors with a `format` tag; only
+this module reads or writes those keys. Everyone else handles the dataclasses below.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pickle
 import re
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 import torch
@@ -22,6 +29,155 @@ log = logging.getLogger(__name__)
 FORMAT = "atari-dqn-checkpoint/1"
 POLICY_FORMAT = "atari-dqn-policy/1"  # weights to act with only (`save_policy`)
 REQUIRED_KEYS = ("config", "agent", "obs_shape", "n_actions", "env_steps")
+
+
+@dataclass(kw_only=True)
+class RunRecord:
+    """What every file records about the run that wrote it."""
+
+    config: dict[str, Any]  # the run's config as plain containers (`Trainer.config_dict`)
+    obs_shape: tuple[int, ...]
+    obs_dtype: str | None = None  # numpy's name for it (uint8); None where not recorded
+    n_actions: int
+    env_steps: int
+    updates: int = 0
+    episodes: int = 0
+    eval_return_mean: float | None = None  # the latest evaluation's mean
+    best_eval_return: float = -float("inf")
+    wall_seconds: float | None = None  # training wall-clock of the run up to this file
+
+    @property
+    def training_hours(self) -> float | None:
+        """`wall_seconds` in hours, rounded to 0.001 (None where it was not recorded)."""
+        return None if self.wall_seconds is None else round(self.wall_seconds / 3600, 3)
+
+    def _header(self) -> dict[str, Any]:
+        return {
+            "config": self.config,
+            "obs_shape": list(self.obs_shape),
+            **({"obs_dtype": self.obs_dtype} if self.obs_dtype is not None else {}),
+            "n_actions": self.n_actions,
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "episodes": self.episodes,
+            "eval_return_mean": self.eval_return_mean,
+            "best_eval_return": self.best_eval_return,
+        }
+
+    @staticmethod
+    def _header_fields(payload: dict[str, Any]) -> dict[str, Any]:
+        optional: dict[str, Any] = {
+            key: payload[key]
+            for key in ("obs_dtype", "updates", "episodes", "eval_return_mean", "best_eval_return")
+            if key in payload
+        }
+        return {
+            "config": payload["config"],
+            "obs_shape": tuple(int(n) for n in payload["obs_shape"]),
+            "n_actions": int(payload["n_actions"]),
+            "env_steps": int(payload["env_steps"]),
+            **optional,
+        }
+
+
+@dataclass(kw_only=True)
+class TrainingProgress:
+    """The trainer's counters and schedules beyond the agent's weights."""
+
+    last_eval_step: int = -1
+    # One [env index, return, length, first-life return] row per game of the latest evaluation.
+    last_eval: list[list[float]] | None = None
+    recent_returns: list[float] = field(default_factory=list)  # the last 100 training games
+    metric_sums: dict[str, float] = field(default_factory=dict)  # not yet logged
+    metric_count: int = 0
+    forgiven_updates: int = 0  # updates skipped while a resumed run refilled its replay
+    games_seed: int = 0  # seed of the latest fresh start of all training games
+    schedule_origin: tuple[int, float] = (0, 0.0)  # (env step, progress there): `run_progress`
+    resumes: list[int] = field(default_factory=list)  # env steps at which the run resumed
+
+
+@dataclass(kw_only=True)
+class TrainingCheckpoint(RunRecord):
+    """Everything a run needs to continue: `checkpoints/last.pt`, `best.pt`, `crash.pt`."""
+
+    agent: dict[str, Any]  # `DQNAgent.state_dict()`: online and target weights, optimizer
+    rng: dict[str, Any]  # numpy bit generator, torch CPU and CUDA states
+    progress: TrainingProgress
+
+    def to_payload(self) -> dict[str, Any]:
+        """The plain containers `torch.save` writes."""
+        progress = dataclasses.asdict(self.progress)
+        progress["schedule_origin"] = list(self.progress.schedule_origin)
+        progress["wall_seconds"] = self.wall_seconds
+        return {
+            "format": FORMAT,
+            **self._header(),
+            "agent": self.agent,
+            "rng": self.rng,
+            "progress": progress,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> TrainingCheckpoint:
+        """Read what `to_payload` wrote; progress fields a file lacks take their defaults."""
+        progress = dict(payload.get("progress") or {})
+        wall_seconds = progress.pop("wall_seconds", None)
+        known = {f.name for f in dataclasses.fields(TrainingProgress)}
+        progress = {key: value for key, value in progress.items() if key in known}
+        if "schedule_origin" in progress:
+            step, done = progress["schedule_origin"]
+            progress["schedule_origin"] = (int(step), float(done))
+        return cls(
+            **cls._header_fields(payload),
+            wall_seconds=None if wall_seconds is None else float(wall_seconds),
+            agent=payload["agent"],
+            rng=payload["rng"],
+            progress=TrainingProgress(**progress),
+        )
+
+
+@dataclass(kw_only=True)
+class PolicyFile(RunRecord):
+    """The weights an agent acts with (`scripts/export.py`): a few MB, cannot resume."""
+
+    # The online network's eval-mode weights; noisy layers keep their means only.
+    q_net: dict[str, torch.Tensor]
+
+    def to_payload(self) -> dict[str, Any]:
+        """The plain containers `torch.save` writes."""
+        return {
+            "format": POLICY_FORMAT,
+            **self._header(),
+            "agent": {"q_net": self.q_net},
+            "wall_seconds": self.wall_seconds,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> PolicyFile:
+        """Read what `to_payload` wrote."""
+        wall_seconds = payload.get("wall_seconds")
+        return cls(
+            **cls._header_fields(payload),
+            wall_seconds=None if wall_seconds is None else float(wall_seconds),
+            q_net=payload["agent"]["q_net"],
+        )
+
+    @classmethod
+    def from_checkpoint(
+        cls, source: TrainingCheckpoint | PolicyFile, dtype: torch.dtype = torch.float16
+    ) -> PolicyFile:
+        """The policy of a training checkpoint (or another policy file) with its floating-point
+        weights in `dtype` and the noisy layers' noise left out."""
+        weights = source.q_net if isinstance(source, PolicyFile) else source.agent["q_net"]
+        record = {f.name: getattr(source, f.name) for f in dataclasses.fields(RunRecord)}
+        return cls(
+            **record,
+            q_net={
+                name: tensor.to(dtype) if tensor.is_floating_point() else tensor
+                for name, tensor in weights.items()
+                if name.rpartition(".")[2] not in NOISE_PARAMETERS
+            },
+        )
 
 
 def previous_path(path: Path) -> Path:
@@ -63,34 +219,31 @@ def _write_atomically(path: Path, write: Callable[[BinaryIO], None], keep_previo
     _fsync_dir(path.parent)
 
 
-def save_checkpoint(payload: dict, path: Path, keep_previous: bool = False) -> None:
-    """Write `payload` to `path` atomically: a crash leaves the old file or the new one (and,
-    with `keep_previous`, the one before it as `last.prev.pt`)."""
-    _write_atomically(path, lambda f: torch.save({"format": FORMAT, **payload}, f), keep_previous)
+def save_checkpoint(
+    checkpoint: TrainingCheckpoint, path: Path, keep_previous: bool = False
+) -> None:
+    """Write `checkpoint` to `path` atomically: a crash leaves the old file or the new one
+    (and, with `keep_previous`, the one before it as `last.prev.pt`)."""
+    payload = checkpoint.to_payload()
+    _write_atomically(path, lambda f: torch.save(payload, f), keep_previous)
 
 
-def save_policy(payload: dict, path: Path, dtype: torch.dtype = torch.float16) -> None:
-    """Write the part of a checkpoint an agent acts with: the online network's eval-mode
-    weights (noisy layers keep their means only) in `dtype`, the run's config, shapes and
-    counters. A few MB, for shipping a trained agent; it cannot resume training."""
-    weights = {
-        name: tensor.to(dtype) if tensor.is_floating_point() else tensor
-        for name, tensor in payload["agent"]["q_net"].items()
-        if name.rpartition(".")[2] not in NOISE_PARAMETERS
-    }
-    training_state = ("format", "agent", "rng", "progress")
-    policy = {key: value for key, value in payload.items() if key not in training_state}
-    policy["agent"] = {"q_net": weights}
-    if "progress" in payload:  # a training checkpoint (a policy file already has it)
-        policy["wall_seconds"] = payload["progress"].get("wall_seconds")
-    _write_atomically(
-        path, lambda f: torch.save({"format": POLICY_FORMAT, **policy}, f), keep_previous=False
-    )
+def save_policy(
+    source: TrainingCheckpoint | PolicyFile, path: Path, dtype: torch.dtype = torch.float16
+) -> PolicyFile:
+    """Write the part of `source` an agent acts with (`PolicyFile.from_checkpoint`) to `path`
+    atomically, and return it."""
+    policy = PolicyFile.from_checkpoint(source, dtype)
+    payload = policy.to_payload()
+    _write_atomically(path, lambda f: torch.save(payload, f), keep_previous=False)
+    return policy
 
 
 def save_arrays(arrays: dict[str, np.ndarray], path: Path) -> None:
     """Write numpy arrays to an uncompressed `.npz` atomically (no pickled objects)."""
-    _write_atomically(path, lambda f: np.savez(f, **arrays), keep_previous=False)
+    # Typed loosely: numpy's stubs would match a key named allow_pickle to that flag.
+    loose = cast(dict[str, Any], arrays)
+    _write_atomically(path, lambda f: np.savez(f, **loose), keep_previous=False)
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -102,7 +255,9 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
         raise ConfigError(f"{path} is truncated or corrupt ({e}).") from None
 
 
-def load_latest(checkpoint_dir: Path, name: str = "last.pt") -> tuple[dict, Path] | None:
+def load_latest(
+    checkpoint_dir: Path, name: str = "last.pt"
+) -> tuple[TrainingCheckpoint, Path] | None:
     """The newest readable of `<name>` and its previous version, with its path; None if there
     is neither. A damaged file is reported in one sentence and skipped."""
     candidates = [checkpoint_dir / name, previous_path(checkpoint_dir / name)]
@@ -110,13 +265,13 @@ def load_latest(checkpoint_dir: Path, name: str = "last.pt") -> tuple[dict, Path
     errors = []
     for path in existing:
         try:
-            payload = load_checkpoint(path)
-            if payload["format"] == POLICY_FORMAT:
+            checkpoint = load_checkpoint(path)
+            if isinstance(checkpoint, PolicyFile):
                 raise ConfigError(
                     f"{path} is a policy file (weights to act with only) and cannot resume "
                     "a run: put a training checkpoint there."
                 )
-            return payload, path
+            return checkpoint, path
         except ConfigError as e:
             log.warning("%s Falling back to the previous checkpoint.", e)
             errors.append(str(e))
@@ -125,9 +280,9 @@ def load_latest(checkpoint_dir: Path, name: str = "last.pt") -> tuple[dict, Path
     return None
 
 
-def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint written by `save_checkpoint` or `save_policy` (tensors and plain
-    containers only)."""
+def load_checkpoint(path: Path) -> TrainingCheckpoint | PolicyFile:
+    """Load a file written by `save_checkpoint` or `save_policy` (tensors and plain containers
+    only); ConfigError naming the file if it is missing, damaged or not ours."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Checkpoint {path} does not exist: give the path of a .pt file.")
@@ -150,4 +305,9 @@ def load_checkpoint(path: Path) -> dict:
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
         raise ConfigError(f"Checkpoint {path} is incomplete: it lacks {', '.join(missing)}.")
-    return payload
+    try:
+        if payload["format"] == POLICY_FORMAT:
+            return PolicyFile.from_payload(payload)
+        return TrainingCheckpoint.from_payload(payload)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"Checkpoint {path} has a damaged field ({e!r}).") from None

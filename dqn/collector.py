@@ -11,7 +11,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from dqn.envs import EpisodeTracker, StepOutcome
+from dqn.envs import EpisodeTracker, SplitStepping, StepOutcome
 from dqn.replay import FrameReplayBuffer
 
 
@@ -32,7 +32,12 @@ class Collector:
         self.last_actions = np.zeros(envs.num_envs, dtype=np.int64)
         self._pending: np.ndarray | None = None  # actions of a gymnasium env's next step
         self._env_ids = np.arange(envs.num_envs)
-        self.split_step = hasattr(envs.unwrapped, "send")  # ale-py: send now, recv later
+        # ale-py: send now, recv later (a gymnasium vector env steps in one call).
+        self.split_env = (
+            envs
+            if isinstance(envs.unwrapped, SplitStepping) and isinstance(envs, SplitStepping)
+            else None
+        )
         # All envs step together (not ale-py's asynchronous batches): results are reproducible.
         self.synchronous = getattr(envs.unwrapped, "batch_size", envs.num_envs) == envs.num_envs
 
@@ -47,15 +52,15 @@ class Collector:
     def send(self, env_ids: np.ndarray, actions: np.ndarray) -> None:
         """Start stepping envs `env_ids` (those of the last report) with `actions`."""
         self.last_actions[env_ids] = actions
-        if self.split_step:
-            self.envs.send(actions)
+        if self.split_env is not None:
+            self.split_env.send(actions)
         else:
             self._pending = actions
 
     def recv(self) -> tuple[np.ndarray, np.ndarray, StepOutcome]:
         """Wait for step results; store them; return (observations, env ids, outcome)."""
-        if self.split_step:
-            obs, rewards, terminated, truncated, info = self.envs.recv()
+        if self.split_env is not None:
+            obs, rewards, terminated, truncated, info = self.split_env.recv()
         else:
             obs, rewards, terminated, truncated, info = self.envs.step(self._pending)
         env_ids = np.asarray(info.get("env_id", self._env_ids[: len(obs)]))

@@ -402,10 +402,10 @@ MAX_SEED = 2**30  # ALE takes 31-bit seeds; eval envs use seed + 1,000,000 + env
 class RunConfig:
     """A whole training run."""
 
-    env: EnvConfig = MISSING
-    agent: AgentConfig = MISSING
+    env: EnvConfig = MISSING  # a game must be chosen: its `id` has no default
+    agent: AgentConfig = field(default_factory=AgentConfig)
     network: Any = MISSING  # one of NETWORK_SCHEMAS, chosen by the `network` group
-    hw: HardwareConfig = MISSING
+    hw: HardwareConfig = field(default_factory=HardwareConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     seed: int = 1
@@ -429,26 +429,9 @@ class RunConfig:
         )
 
 
-# What a resumed run may change: how long it runs, on what, and how it logs and saves. Any other
-# key (env, agent, network, seed) must equal the checkpoint's.
-CHANGEABLE_ON_RESUME = (
-    "total_steps",
-    "log_interval_steps",
-    "resume",
-    "hw.",
-    "eval.",
-    "checkpoint.",
-)
-
-
-def changeable_on_resume(key: str) -> bool:
-    """True for a key (`hw`, `hw.device`, `total_steps`...) a resumed run may change."""
-    return key in CHANGEABLE_ON_RESUME or f"{key}.".startswith(CHANGEABLE_ON_RESUME)
-
-
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
-NETWORK_SCHEMAS = {
+NETWORK_SCHEMAS: dict[str, type[NatureCNNConfig] | type[MLPConfig]] = {
     "nature_cnn": NatureCNNConfig,  # conf/network/dueling_cnn.yaml is this with dueling on
     "mlp": MLPConfig,
 }
@@ -484,14 +467,15 @@ def _unknown_keys(node: DictConfig, schema: type, prefix: str) -> list[str]:
     names = {f.name: f for f in dataclasses.fields(schema)}
     unknown = []
     for key in node:
-        path = f"{prefix}{key}"
+        path = f"{prefix}{key!s}"
         if key not in names:
             unknown.append(path)
             continue
         child = node._get_node(key)
-        child_type = OmegaConf.get_type(child) if isinstance(child, DictConfig) else None
-        if dataclasses.is_dataclass(child_type):
-            unknown += _unknown_keys(child, child_type, f"{path}.")
+        if isinstance(child, DictConfig):
+            child_type = OmegaConf.get_type(child)
+            if isinstance(child_type, type) and dataclasses.is_dataclass(child_type):
+                unknown += _unknown_keys(child, child_type, f"{path}.")
     return unknown
 
 
@@ -509,14 +493,18 @@ def load_run_config(cfg: DictConfig) -> RunConfig:
         key = getattr(e, "full_key", None) or "config"
         msg = str(e).splitlines()[0]
         raise ConfigError(f"{key}: {msg}.") from None
+    if not isinstance(run, RunConfig):
+        raise ConfigError("The config is not a run's config: compose it from conf/config.yaml.")
     check_network_target(run.network)
     return run
 
 
 def check_network_target(network: object) -> None:
     """Refuse a network config whose `_target_` is not one of ours (it names code to run)."""
-    schema = type(network)
-    if schema not in NETWORK_SCHEMAS.values() or network._target_ != schema._target_:
+    if (
+        not isinstance(network, NatureCNNConfig | MLPConfig)
+        or network._target_ != type(network)._target_
+    ):
         raise ConfigError(
             f"network._target_={getattr(network, '_target_', None)!r} is not one of this "
             "project's networks: choose network=nature_cnn, dueling_cnn or mlp."
@@ -532,47 +520,19 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
         return compose(config_name="config", overrides=overrides or [])
 
 
-def config_for_resume(resume: str, overridden: dict[str, Any]) -> RunConfig:
-    """The config of the run in directory `resume` (from its checkpoint), with the changes the
-    user typed (`overridden`: key -> composed value) to keys a resumed run may change."""
-    from dqn.checkpoint import load_latest
-
-    run_dir = Path(resume)
-    found = load_latest(run_dir / "checkpoints") if run_dir.is_dir() else None
-    if found is None:
-        raise ConfigError(
-            f"resume={resume} holds no checkpoints/last.pt: give the directory of a run "
-            "(the one that has checkpoints/ in it)."
-        )
-    config = found[0]["config"]
-    for key, value in overridden.items():
-        if not changeable_on_resume(key):
-            raise ConfigError(
-                f"resume= continues a run as it was configured: {key} cannot change (only "
-                "total_steps, log_interval_steps, hw, eval and checkpoint keys can)."
-            )
-        *parents, leaf = key.split(".")
-        node = config
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    run = run_config_from_dict(config, str(found[1]))
-    run.resume = str(run_dir)
-    return run
-
-
 def run_config_from_dict(config: dict, source: str) -> RunConfig:
     """Rebuild a validated RunConfig from the plain dict a checkpoint stores."""
     targets = {schema._target_: schema for schema in NETWORK_SCHEMAS.values()}
     network = dict(config.get("network") or {})
-    schema = targets.get(network.get("_target_"))
+    schema = targets.get(str(network.get("_target_")))
     if schema is None:
         raise ConfigError(
             f"{source} names network {network.get('_target_')!r}, which is not one of this "
             "project's networks."
         )
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), {**config, "network": {}})
+        cfg = OmegaConf.structured(RunConfig)
+        cfg.merge_with({**config, "network": {}})
         cfg.network = OmegaConf.merge(OmegaConf.structured(schema), network)
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or "config"

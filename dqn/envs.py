@@ -12,6 +12,7 @@ import difflib
 import logging
 import warnings
 from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import ale_py
 import gymnasium as gym
@@ -82,12 +83,48 @@ def check_env_id(cfg: EnvConfig) -> None:
             ) from None
 
 
+@runtime_checkable
+class SplitStepping(Protocol):
+    """ale-py's vector env interface for stepping in two halves: `send` starts the emulators
+    and returns at once, `recv` waits for (some of) their results."""
+
+    def send(self, actions: np.ndarray) -> None:
+        """Start the envs of the last report stepping on `actions`; return at once."""
+        ...
+
+    def recv(self) -> tuple[Any, ...]:
+        """Wait for step results: (obs, rewards, terminated, truncated, info)."""
+        ...
+
+
+def action_count(envs: gym.vector.VectorEnv) -> int:
+    """How many actions each env of `envs` has (ConfigError unless they are discrete)."""
+    space = envs.single_action_space
+    if not isinstance(space, Discrete):
+        raise ConfigError(
+            f"This env has a {type(space).__name__} action space; DQN needs discrete actions: "
+            "choose another env."
+        )
+    return int(space.n)
+
+
+def observation_format(envs: gym.vector.VectorEnv) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of one env's observations (ConfigError unless they are arrays)."""
+    space = envs.single_observation_space
+    if space.shape is None or space.dtype is None:
+        raise ConfigError(
+            f"This env's observations ({type(space).__name__}) are not arrays; DQN needs "
+            "images or vectors: choose another env."
+        )
+    return tuple(space.shape), np.dtype(space.dtype)
+
+
 class ActionSubset(gym.vector.VectorActionWrapper):
     """Agent action k plays the game's action `subset[k]` (the original played SI actions 1-5)."""
 
     def __init__(self, env: gym.vector.VectorEnv, subset: list[int]):
         super().__init__(env)
-        n = env.single_action_space.n
+        n = action_count(env)
         if max(subset) >= n:
             raise ConfigError(
                 f"env.action_subset={list(subset)} names action {max(subset)} but this game has "
@@ -103,11 +140,16 @@ class ActionSubset(gym.vector.VectorActionWrapper):
 
     def send(self, actions: np.ndarray) -> None:
         """Asynchronous stepping (ale-py's send/recv), with the actions mapped."""
-        self.env.send(self.actions(actions))
+        self._split_env().send(self.actions(actions))
 
-    def recv(self) -> tuple:
+    def recv(self) -> tuple[Any, ...]:
         """Results of the envs that finished stepping."""
-        return self.env.recv()
+        return self._split_env().recv()
+
+    def _split_env(self) -> SplitStepping:
+        if not isinstance(self.env, SplitStepping):
+            raise TypeError("send and recv need ale-py's vector env under ActionSubset.")
+        return self.env
 
 
 class NoopFireReset(gym.Wrapper):
@@ -118,12 +160,13 @@ class NoopFireReset(gym.Wrapper):
     def __init__(self, env: AtariEnv, noop_max: int, fire: bool):
         super().__init__(env)
         self.noop_max = noop_max
-        self.fire = fire and ale_py.Action.FIRE in env.unwrapped.ale.getMinimalActionSet()
+        self.ale = env.ale
+        self.fire = fire and ale_py.Action.FIRE in self.ale.getMinimalActionSet()
 
-    def reset(self, **kwargs):
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         """Reset the game, then play the no-ops and the FIRE frame."""
         obs, info = self.env.reset(**kwargs)
-        ale = self.env.unwrapped.ale
+        ale = self.ale
         # ale-py plays 0..noop_max-1 no-op frames, one fewer at most when FIRE follows.
         high = self.noop_max - 1 if self.fire else self.noop_max
         for _ in range(int(self.np_random.integers(0, high)) if high > 0 else 0):
@@ -142,16 +185,15 @@ def make_gymnasium_atari_env(cfg: EnvConfig) -> gym.Env:
             "env.backend=gymnasium needs OpenCV: pip install opencv-python-headless, "
             "or use env.backend=ale."
         ) from None
-    env = AtariEnv(
+    game = AtariEnv(
         game=cfg.id,
         frameskip=1,
         repeat_action_probability=cfg.repeat_action_probability,
         full_action_space=cfg.full_action_space,
         max_num_frames_per_episode=cfg.max_episode_frames,
     )
-    env = NoopFireReset(env, cfg.noop_max, cfg.fire_reset)
-    env = gym.wrappers.AtariPreprocessing(
-        env,
+    frames = gym.wrappers.AtariPreprocessing(
+        NoopFireReset(game, cfg.noop_max, cfg.fire_reset),
         noop_max=0,
         frame_skip=cfg.frame_skip,
         screen_size=cfg.screen_size,
@@ -159,7 +201,7 @@ def make_gymnasium_atari_env(cfg: EnvConfig) -> gym.Env:
         grayscale_obs=True,
         scale_obs=False,
     )
-    return gym.wrappers.FrameStackObservation(env, cfg.frame_stack, padding_type="zero")
+    return gym.wrappers.FrameStackObservation(frames, cfg.frame_stack, padding_type="zero")
 
 
 def make_vector_env(
@@ -172,6 +214,7 @@ def make_vector_env(
     thread pool (0 = its default).
     """
     check_env_id(cfg)
+    env: gym.vector.VectorEnv
     if cfg.kind == EnvKind.atari and cfg.backend == EnvBackend.ale:
         env = ale_py.AtariVectorEnv(
             cfg.id,

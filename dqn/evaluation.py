@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from dqn.agent import DQNAgent
-from dqn.checkpoint import POLICY_FORMAT, load_checkpoint
+from dqn.checkpoint import PolicyFile, RunRecord, load_checkpoint
 from dqn.config import ConfigError, EnvBackend, EnvKind, RunConfig, run_config_from_dict
-from dqn.envs import Episode, EpisodeTracker, make_vector_env
+from dqn.envs import Episode, EpisodeTracker, action_count, make_vector_env, observation_format
 from dqn.networks import NOISE_PARAMETERS, build_network
 from dqn.video import BestGameVideo, EpisodeRecorder
 
@@ -130,33 +130,25 @@ def load_policy_weights(q_net: torch.nn.Module, weights: dict[str, torch.Tensor]
                 tensor.zero_()
 
 
-def training_hours(payload: dict) -> float | None:
-    """Training wall-clock hours of the run up to this checkpoint or policy file (None for
-    files written before it was recorded)."""
-    seconds = payload.get("wall_seconds", payload.get("progress", {}).get("wall_seconds"))
-    return None if seconds is None else round(float(seconds) / 3600, 3)
-
-
 def load_agent(
     path: Path, device: torch.device, env_id: str | None = None
-) -> tuple[DQNAgent, RunConfig, dict]:
-    """Rebuild the agent a checkpoint holds, with its run's config; ConfigError on a mismatch."""
-    payload = load_checkpoint(path)
-    run = run_config_from_dict(payload["config"], str(path))
+) -> tuple[DQNAgent, RunConfig, RunRecord]:
+    """Rebuild the agent a checkpoint or policy file holds, with its run's config and record;
+    ConfigError on a mismatch."""
+    record = load_checkpoint(path)
+    run = run_config_from_dict(record.config, str(path))
     if env_id is not None and env_id != run.env.id:
         raise ConfigError(
             f"Checkpoint {path} was trained on {run.env.id}, not {env_id}: evaluate it on "
             f"{run.env.id} or pick a checkpoint trained on {env_id}."
         )
-    n_actions = int(payload["n_actions"])
-    q_net = build_network(
-        run.network, tuple(payload["obs_shape"]), n_actions, **run.agent.head_kwargs()
-    )
+    n_actions = record.n_actions
+    q_net = build_network(run.network, record.obs_shape, n_actions, **run.agent.head_kwargs())
     try:
-        if payload["format"] == POLICY_FORMAT:
-            load_policy_weights(q_net, payload["agent"]["q_net"])
+        if isinstance(record, PolicyFile):
+            load_policy_weights(q_net, record.q_net)
         else:
-            q_net.load_state_dict(payload["agent"]["q_net"])
+            q_net.load_state_dict(record.agent["q_net"])
     except RuntimeError as e:
         first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
         raise ConfigError(
@@ -164,7 +156,7 @@ def load_agent(
             f"({type(q_net).__name__}): {first}"
         ) from None
     agent = DQNAgent(q_net, n_actions, run.agent, device)
-    return agent, run, payload
+    return agent, run, record
 
 
 def evaluate_checkpoint(
@@ -176,7 +168,7 @@ def evaluate_checkpoint(
 ) -> dict:
     """Score a checkpoint with `protocol`; returns the figures `scripts/evaluate.py` writes.
     With `video`, the best game is also written there as a full-colour mp4."""
-    agent, run, payload = load_agent(path, device, env_id)
+    agent, run, record = load_agent(path, device, env_id)
     env_cfg = replace(
         run.env,
         noop_max=protocol.noop_max,
@@ -192,8 +184,8 @@ def evaluate_checkpoint(
         # The gymnasium backend gives the same frames (tested) and exposes the colour screen.
         env_cfg = replace(env_cfg, backend=EnvBackend.gymnasium)
     env = make_vector_env(env_cfg, min(protocol.num_envs, protocol.episodes))
-    expected = (tuple(payload["obs_shape"]), int(payload["n_actions"]))
-    found = (tuple(env.single_observation_space.shape), int(env.single_action_space.n))
+    expected = (record.obs_shape, record.n_actions)
+    found = (observation_format(env)[0], action_count(env))
     if found != expected:
         env.close()
         raise ConfigError(
@@ -210,10 +202,10 @@ def evaluate_checkpoint(
         **({"video": str(video)} if video is not None else {}),
         "checkpoint": str(path),
         "env": run.env.id,
-        "env_steps": int(payload["env_steps"]),
-        "env_frames": int(payload["env_steps"])
+        "env_steps": record.env_steps,
+        "env_frames": record.env_steps
         * (run.env.frame_skip if run.env.kind == EnvKind.atari else 1),
-        "training_hours": training_hours(payload),
+        "training_hours": record.training_hours,
         "mean": float(returns.mean()),
         "std": float(returns.std()),
         "min": float(returns.min()),

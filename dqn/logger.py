@@ -52,7 +52,7 @@ class RunLogger:
         """Record the run's configuration as a text table."""
         self.writer.add_text("hyperparameters", hparams_markdown(config), 0)
 
-    def hparams_result(self, config: dict, metrics: dict[str, float]) -> None:
+    def hparams_result(self, config: dict, metrics: dict[str, float | None]) -> None:
         """The run's hyperparameters and final figures in TensorBoard's HPARAMS tab, so that
         `tensorboard --logdir outputs` compares the runs of a sweep side by side."""
 

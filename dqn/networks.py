@@ -12,7 +12,11 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from torch import nn
+
+from dqn.config import ConfigError
 
 # A NoisyLinear's tensors that only training uses: evaluation acts with the means.
 NOISE_PARAMETERS = ("weight_sigma", "bias_sigma", "noise_in", "noise_out")
@@ -28,6 +32,9 @@ class NoisyLinear(nn.Module):
     the noisy weight matrix is never built, which saves two passes over it per forward and one
     per backward (the layer is 3136 x 512 in the Atari head).
     """
+
+    noise_in: torch.Tensor  # buffers: f(e_in) and f(e_out), drawn by `reset_noise`
+    noise_out: torch.Tensor
 
     def __init__(self, in_features: int, out_features: int, std_init: float = 0.5):
         super().__init__()
@@ -210,11 +217,6 @@ def build_network(
 ) -> nn.Module:
     """Instantiate the configured network (its `_target_`) for an env's observations; `head`
     passes the agent's head switches (`noisy`, `num_atoms`, `noisy_std`)."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    from dqn.config import ConfigError
-
     try:
         return instantiate(network_cfg, obs_shape=tuple(obs_shape), n_actions=n_actions, **head)
     except InstantiationException as e:

@@ -20,6 +20,7 @@ import os
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from dqn.config import ConfigError
@@ -45,7 +46,7 @@ class ReplaySamples(NamedTuple):
     indices: np.ndarray  # buffer slots of the transitions (for priorities and tests)
 
 
-def transition_bytes(frame_shape: tuple[int, ...], frame_dtype: np.dtype) -> int:
+def transition_bytes(frame_shape: tuple[int, ...], frame_dtype: npt.DTypeLike) -> int:
     """Bytes one transition takes in `FrameReplayBuffer`: one frame plus its scalars."""
     return int(np.prod(frame_shape)) * np.dtype(frame_dtype).itemsize + SCALAR_BYTES
 
@@ -66,7 +67,7 @@ def available_memory_bytes() -> int | None:
 
 
 def plan_capacity(
-    buffer_size: int, memory_gib: float, frame_shape: tuple[int, ...], frame_dtype: np.dtype
+    buffer_size: int, memory_gib: float, frame_shape: tuple[int, ...], frame_dtype: npt.DTypeLike
 ) -> int:
     """Transitions to allocate: `buffer_size`, capped by the budget, refused if RAM is short."""
     per_transition = transition_bytes(frame_shape, frame_dtype)
@@ -114,7 +115,7 @@ class FrameReplayBuffer:
         capacity: int,
         num_envs: int,
         obs_shape: tuple[int, ...],
-        obs_dtype: np.dtype,
+        obs_dtype: npt.DTypeLike,
         device: torch.device,
         stacked: bool,
         n_step: int = 1,
@@ -163,27 +164,27 @@ class FrameReplayBuffer:
         self.pos[env_ids] = slots
         self.written[env_ids] = np.minimum(self.written[env_ids] + 1, self.slots_per_env)
 
-    def start_episodes(self, env_ids: np.ndarray, obs: np.ndarray) -> None:
+    def start_episodes(self, env_ids: npt.ArrayLike, obs: np.ndarray) -> None:
         """Record the first observation of new episodes (after a reset) for `env_ids`."""
         self._write(np.asarray(env_ids), obs, starts=True)
 
     def add(
         self,
-        env_ids: np.ndarray,
-        actions: np.ndarray,
-        rewards: np.ndarray,
-        dones: np.ndarray,
+        env_ids: npt.ArrayLike,
+        actions: npt.ArrayLike,
+        rewards: npt.ArrayLike,
+        dones: npt.ArrayLike,
         next_obs: np.ndarray,
     ) -> np.ndarray:
         """Complete the transition from each env's latest observation; returns their slots."""
-        env_ids = np.asarray(env_ids)
-        slots = self.pos[env_ids]
-        self.actions[env_ids, slots] = actions
-        self.rewards[env_ids, slots] = rewards
-        self.dones[env_ids, slots] = dones
-        self.valid[env_ids, slots] = True
-        self._write(env_ids, next_obs, starts=False)
-        return env_ids * self.slots_per_env + slots
+        ids = np.asarray(env_ids)
+        slots = self.pos[ids]
+        self.actions[ids, slots] = actions
+        self.rewards[ids, slots] = rewards
+        self.dones[ids, slots] = dones
+        self.valid[ids, slots] = True
+        self._write(ids, next_obs, starts=False)
+        return ids * self.slots_per_env + slots
 
     def sample(self, batch_size: int, rng: np.random.Generator, beta: float = 1.0) -> ReplaySamples:
         """Uniformly sample `batch_size` transitions (with replacement); `beta` is unused."""
@@ -319,12 +320,19 @@ class PrioritizedFrameReplayBuffer(FrameReplayBuffer):
         )
         self.tree.set(np.concatenate([env_ids * self.slots_per_env + s for s in stale]), 0.0)
 
-    def add(self, env_ids, actions, rewards, dones, next_obs) -> np.ndarray:
+    def add(
+        self,
+        env_ids: npt.ArrayLike,
+        actions: npt.ArrayLike,
+        rewards: npt.ArrayLike,
+        dones: npt.ArrayLike,
+        next_obs: np.ndarray,
+    ) -> np.ndarray:
         """Store transitions as `FrameReplayBuffer.add` does, at the largest priority so far."""
-        env_ids = np.asarray(env_ids)
+        ids = np.asarray(env_ids)
         # As in uniform sampling, a ring's first S-1 slots are never drawn.
-        whole_history = self.written[env_ids] >= self.stack
-        indices = super().add(env_ids, actions, rewards, dones, next_obs)
+        whole_history = self.written[ids] >= self.stack
+        indices = super().add(ids, actions, rewards, dones, next_obs)
         self.tree.set(indices[whole_history], self.max_priority)
         return indices
 

@@ -9,6 +9,7 @@ priority_i / total. Every operation below handles a whole batch of items per tre
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 
 class SumTree:
@@ -29,7 +30,7 @@ class SumTree:
         """Priorities of items `indices`."""
         return self.nodes[self.leaves + np.asarray(indices)]
 
-    def set(self, indices: np.ndarray, priorities: np.ndarray) -> None:
+    def set(self, indices: npt.ArrayLike, priorities: npt.ArrayLike) -> None:
         """Give items `indices` new priorities (>= 0); a repeated index keeps its last value."""
         nodes = self.leaves + np.asarray(indices, dtype=np.int64)
         priorities = np.broadcast_to(np.asarray(priorities, dtype=np.float64), nodes.shape)

@@ -6,7 +6,6 @@ ratio the config gives, then the cadences (log, evaluate, checkpoint), all count
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import math
@@ -17,6 +16,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -24,7 +24,14 @@ from omegaconf import OmegaConf
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dqn.agent import DQNAgent
-from dqn.checkpoint import load_arrays, load_latest, save_arrays, save_checkpoint
+from dqn.checkpoint import (
+    TrainingCheckpoint,
+    TrainingProgress,
+    load_arrays,
+    load_latest,
+    save_arrays,
+    save_checkpoint,
+)
 from dqn.collector import Collector
 from dqn.config import (
     MAX_SEED,
@@ -32,90 +39,21 @@ from dqn.config import (
     EnvKind,
     ExplorationSchedule,
     LearningRateSchedule,
-    Precision,
     RunConfig,
-    changeable_on_resume,
 )
-from dqn.envs import Episode, make_vector_env
+from dqn.envs import Episode, action_count, make_vector_env, observation_format
 from dqn.evaluation import EvalResult, evaluate
-from dqn.logger import RunLogger, flatten
+from dqn.hardware import keep_freed_memory, resolve_device, resolve_precision
+from dqn.logger import RunLogger
 from dqn.networks import build_network
 from dqn.replay import FrameReplayBuffer, PrioritizedFrameReplayBuffer, plan_capacity
+from dqn.resume import check_same_run
 from dqn.returns import exponential_schedule, linear_schedule, run_progress, updates_owed
 from dqn.video import AgentViewGif
 
 log = logging.getLogger(__name__)
 
 EVAL_SEED_OFFSET = 1_000_000  # eval games never share seeds with training games
-
-
-def resolve_device(
-    name: str, precision: Precision = Precision.fp32, key: str = "hw.device"
-) -> torch.device:
-    """The torch device for `name` (the value of config key `key`), or ConfigError if this
-    machine does not have it."""
-    cpu = "hw=cpu" if key == "hw.device" else f"{key}=cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"{key}={name} but PyTorch {torch.__version__} sees no CUDA GPU here: use "
-                f"{cpu}, or install a CUDA build of PyTorch on a machine with an NVIDIA GPU."
-            )
-        device = torch.device(name)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"{key}={name} but only {torch.cuda.device_count()} CUDA device(s) exist."
-            )
-    elif name == "mps":
-        if not torch.backends.mps.is_available():
-            raise ConfigError(
-                f"{key}=mps but Apple's Metal backend is not available here: use {cpu}."
-            )
-        device = torch.device("mps")
-    else:
-        device = torch.device("cpu")
-    if precision == Precision.fp16 and device.type != "cuda":
-        raise ConfigError("hw.precision=fp16 needs a CUDA device: use fp32 or bf16 here.")
-    return device
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX), read on Linux."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: Precision, device: torch.device) -> Precision:
-    """What `hw.precision=auto` means on this device; other values are kept as they are."""
-    if precision != Precision.auto:
-        return precision
-    if device.type == "cuda":
-        chosen = Precision.bf16 if torch.cuda.is_bf16_supported() else Precision.fp16
-    elif device.type == "cpu" and cpu_has_native_bf16():
-        chosen = Precision.bf16
-    else:
-        chosen = Precision.fp32
-    log.info("hw.precision=auto: %s on this %s", chosen.value, device.type)
-    return chosen
-
-
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed blocks of up to 32 MiB in the heap instead of handing each back
-    to the OS. Every update allocates temporaries of a few MiB (weight casts, Adam's sqrt);
-    returned to the OS, each costs thousands of page faults when touched again: 1.3x slower
-    updates measured (17 vs 23 ms for DQN, 42 vs 52 ms for Rainbow, one thread). No-op (False)
-    where the C library is not glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
 
 
 def crossed(before: int, after: int, every: int) -> bool:
@@ -157,21 +95,6 @@ def stop_signals() -> Iterator[dict[str, str]]:
             signal.signal(signum, default)
 
 
-def check_same_run(saved: dict, current: dict, path: Path) -> None:
-    """ConfigError naming the first key, other than those a resumed run may change, whose
-    value differs between a checkpoint's config and this run's."""
-    old, new = flatten(saved), flatten(current)
-    for key in sorted(set(old) | set(new)):
-        if changeable_on_resume(key):
-            continue
-        if old.get(key) != new.get(key):
-            raise ConfigError(
-                f"{path} was written with {key}={old.get(key)!r} but this run has "
-                f"{key}={new.get(key)!r}: resume with the same value, or start a new run "
-                "directory."
-            )
-
-
 class Trainer:
     """Owns one training run in `run_dir` (Hydra's output directory); if that directory
     holds a checkpoint, the run continues from it."""
@@ -190,9 +113,9 @@ class Trainer:
 
         envs = make_vector_env(cfg.env, cfg.hw.num_envs, cfg.hw.env_batch_size, cfg.hw.env_threads)
         self.eval_envs = make_vector_env(cfg.env, min(cfg.eval.num_envs, cfg.eval.episodes))
-        obs_space = envs.single_observation_space
-        n_actions = int(envs.single_action_space.n)
-        q_net = build_network(cfg.network, obs_space.shape, n_actions, **cfg.agent.head_kwargs())
+        obs_shape, obs_dtype = observation_format(envs)
+        n_actions = action_count(envs)
+        q_net = build_network(cfg.network, obs_shape, n_actions, **cfg.agent.head_kwargs())
         self.agent = DQNAgent(
             q_net,
             n_actions,
@@ -203,9 +126,9 @@ class Trainer:
             cfg.hw.compile_mode,
         )
         stacked = cfg.env.kind == EnvKind.atari  # Atari observations are stacks of frames
-        frame_shape = obs_space.shape[1:] if stacked else obs_space.shape
+        frame_shape = obs_shape[1:] if stacked else obs_shape
         capacity = plan_capacity(
-            cfg.agent.buffer_size, cfg.hw.replay_memory_gib, frame_shape, obs_space.dtype
+            cfg.agent.buffer_size, cfg.hw.replay_memory_gib, frame_shape, obs_dtype
         )
         if capacity < cfg.agent.batch_size:
             raise ConfigError(
@@ -215,13 +138,14 @@ class Trainer:
         replay_args = (
             capacity,
             cfg.hw.num_envs,
-            obs_space.shape,
-            obs_space.dtype,
+            obs_shape,
+            obs_dtype,
             self.device,
             stacked,
             cfg.agent.n_step,
             cfg.agent.gamma,
         )
+        self.replay: FrameReplayBuffer
         if cfg.agent.prioritized_replay:
             self.replay = PrioritizedFrameReplayBuffer(
                 *replay_args, alpha=cfg.agent.priority_alpha, eps=cfg.agent.priority_eps
@@ -235,8 +159,8 @@ class Trainer:
             "%s: %d envs, observations %s %s, %d actions, replay %d transitions, device %s",
             cfg.env.id,
             cfg.hw.num_envs,
-            obs_space.shape,
-            obs_space.dtype,
+            obs_shape,
+            obs_dtype,
             n_actions,
             capacity,
             self.device,
@@ -435,7 +359,7 @@ class Trainer:
         while self.updates < due:
             batch = self.replay.sample(a.batch_size, self.rng, beta)
             metrics, priorities = self.agent.update(batch)
-            if a.prioritized_replay:
+            if isinstance(self.replay, PrioritizedFrameReplayBuffer):
                 self.replay.update_priorities(batch.indices, priorities.float().cpu().numpy())
             for key, value in metrics.items():
                 self._metric_sums[key] = self._metric_sums.get(key, 0) + value
@@ -510,9 +434,10 @@ class Trainer:
         return result
 
     # ---- persistence -----------------------------------------------------------------------
-    def config_dict(self) -> dict:
+    def config_dict(self) -> dict[str, Any]:
         """The run's configuration as plain containers (for checkpoints and TensorBoard)."""
-        return OmegaConf.to_container(OmegaConf.structured(self.cfg), enum_to_str=True)
+        config = OmegaConf.to_container(OmegaConf.structured(self.cfg), enum_to_str=True)
+        return cast(dict[str, Any], config)  # a structured config's container is a dict
 
     def save(self, name: str, wall_seconds: float | None = None) -> None:
         """Write `checkpoints/<name>` atomically; `last.pt` keeps its predecessor as
@@ -521,40 +446,41 @@ class Trainer:
         path = self.checkpoint_dir / name
         if wall_seconds is None:
             wall_seconds = self.wall_seconds_before + (time.perf_counter() - self._started)
-        payload = {
-            "config": self.config_dict(),
-            "obs_shape": list(self.collector.envs.single_observation_space.shape),
-            "obs_dtype": str(self.collector.envs.single_observation_space.dtype),
-            "n_actions": self.agent.n_actions,
-            "env_steps": self.env_steps,
-            "updates": self.updates,
-            "episodes": self.episodes,
-            "eval_return_mean": None if self.last_eval is None else self.last_eval.mean,
-            "best_eval_return": self.best_eval_return,
-            "agent": self.agent.state_dict(),
-            "rng": {
+        obs_shape, obs_dtype = observation_format(self.collector.envs)
+        checkpoint = TrainingCheckpoint(
+            config=self.config_dict(),
+            obs_shape=obs_shape,
+            obs_dtype=str(obs_dtype),
+            n_actions=self.agent.n_actions,
+            env_steps=self.env_steps,
+            updates=self.updates,
+            episodes=self.episodes,
+            eval_return_mean=None if self.last_eval is None else self.last_eval.mean,
+            best_eval_return=self.best_eval_return,
+            wall_seconds=wall_seconds,
+            agent=self.agent.state_dict(),
+            rng={
                 "numpy": self.rng.bit_generator.state,
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
-            "progress": {
-                "last_eval_step": self.last_eval_step,
-                "last_eval": None
+            progress=TrainingProgress(
+                last_eval_step=self.last_eval_step,
+                last_eval=None
                 if self.last_eval is None
                 else [
                     [e.env_index, e.episode_return, e.length, e.first_life_return]
                     for e in self.last_eval.episodes
                 ],
-                "recent_returns": list(self.recent_returns),
-                "metric_sums": {k: float(v) for k, v in self._metric_sums.items()},
-                "metric_count": self._metric_count,
-                "forgiven_updates": self.forgiven_updates,
-                "games_seed": self.games_seed,
-                "schedule_origin": list(self.schedule_origin),
-                "resumes": self.resumes,
-                "wall_seconds": wall_seconds,
-            },
-        }
+                recent_returns=list(self.recent_returns),
+                metric_sums={k: float(v) for k, v in self._metric_sums.items()},
+                metric_count=self._metric_count,
+                forgiven_updates=self.forgiven_updates,
+                games_seed=self.games_seed,
+                schedule_origin=self.schedule_origin,
+                resumes=self.resumes,
+            ),
+        )
         writing = self.checkpoint_dir / REPLAY_SNAPSHOT
         try:
             if name == "last.pt" and self.cfg.checkpoint.save_replay:
@@ -562,11 +488,11 @@ class Trainer:
                     {**self.replay.state_dict(), "env_steps": np.array(self.env_steps)}, writing
                 )
             writing = path
-            save_checkpoint(payload, path, keep_previous=name == "last.pt")
+            save_checkpoint(checkpoint, path, keep_previous=name == "last.pt")
         except OSError as e:
             kept = load_latest(self.checkpoint_dir)
             intact = (
-                f"{kept[1].name} (step {kept[0]['env_steps']}) is intact"
+                f"{kept[1].name} (step {kept[0].env_steps}) is intact"
                 if kept
                 else ("no earlier checkpoint exists")
             )
@@ -584,39 +510,35 @@ class Trainer:
         found = load_latest(self.checkpoint_dir)
         if found is None:
             return
-        payload, path = found
-        check_same_run(payload["config"], self.config_dict(), path)
-        self.agent.load_state_dict(payload["agent"])
-        self.env_steps = int(payload["env_steps"])
-        self.updates = int(payload["updates"])
-        self.episodes = int(payload["episodes"])
-        self.best_eval_return = float(payload["best_eval_return"])
-        self.rng.bit_generator.state = payload["rng"]["numpy"]
-        torch.set_rng_state(payload["rng"]["torch"])
-        if payload["rng"].get("cuda") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
-        progress = payload["progress"]
-        self.last_eval_step = int(progress["last_eval_step"])
-        if progress["last_eval"] is not None:
+        checkpoint, path = found
+        check_same_run(checkpoint.config, self.config_dict(), path)
+        self.agent.load_state_dict(checkpoint.agent)
+        self.env_steps = checkpoint.env_steps
+        self.updates = checkpoint.updates
+        self.episodes = checkpoint.episodes
+        self.best_eval_return = checkpoint.best_eval_return
+        self.rng.bit_generator.state = checkpoint.rng["numpy"]
+        torch.set_rng_state(checkpoint.rng["torch"])
+        if checkpoint.rng.get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(checkpoint.rng["cuda"])
+        progress = checkpoint.progress
+        self.last_eval_step = progress.last_eval_step
+        if progress.last_eval is not None:
             self.last_eval = EvalResult(
-                [
-                    Episode(int(i), float(r), int(n), float(f))
-                    for i, r, n, f in progress["last_eval"]
-                ]
+                [Episode(int(i), float(r), int(n), float(f)) for i, r, n, f in progress.last_eval]
             )
-        self.recent_returns.extend(progress["recent_returns"])
+        self.recent_returns.extend(progress.recent_returns)
         self._metric_sums = {
-            k: torch.tensor(v, device=self.device) for k, v in progress["metric_sums"].items()
+            k: torch.tensor(v, device=self.device) for k, v in progress.metric_sums.items()
         }
-        self._metric_count = int(progress["metric_count"])
-        self.forgiven_updates = int(progress["forgiven_updates"])
-        self.games_seed = int(progress["games_seed"])
+        self._metric_count = progress.metric_count
+        self.forgiven_updates = progress.forgiven_updates
+        self.games_seed = progress.games_seed
         if not (self.cfg.checkpoint.exact_resume and self.collector.synchronous):
             # The games in progress were not saved: new games, on new seeds.
             self.games_seed = int(self.rng.integers(0, MAX_SEED))
-        origin_step, origin_progress = progress.get("schedule_origin", (0, 0.0))
-        self.schedule_origin = (int(origin_step), float(origin_progress))
-        saved_total = int(payload["config"]["total_steps"])
+        self.schedule_origin = progress.schedule_origin
+        saved_total = int(checkpoint.config["total_steps"])
         if saved_total != self.cfg.total_steps:  # re-plan the steps left, keep those taken
             done = run_progress(self.env_steps, saved_total, *self.schedule_origin)
             self.schedule_origin = (self.env_steps, done)
@@ -625,8 +547,8 @@ class Trainer:
                     "agent.lr_schedule=linear reached 0 at the run's earlier "
                     "total_steps; the steps added learn nothing."
                 )
-        self.wall_seconds_before = float(progress["wall_seconds"])
-        self.resumes = [*progress["resumes"], self.env_steps]
+        self.wall_seconds_before = checkpoint.wall_seconds or 0.0
+        self.resumes = [*progress.resumes, self.env_steps]
         log.info(
             "Resuming from %s at %d env steps (%d updates).", path, self.env_steps, self.updates
         )

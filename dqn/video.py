@@ -7,10 +7,12 @@ import io
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import imageio.v2 as imageio
 import numpy as np
+import numpy.typing as npt
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ class BestGameVideo(EpisodeRecorder):
         self.path, self.fps, self.scale = Path(path), fps, scale
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.best_return = -np.inf
-        self._writers: dict[int, imageio.core.Format.Writer] = {}
+        self._writers: dict[int, Any] = {}  # imageio's writers (untyped in its hints)
 
     def _part(self, env_index: int) -> Path:
         return self.path.with_name(f".{self.path.stem}.env{env_index}.part.mp4")
@@ -115,5 +117,6 @@ class AgentViewGif(EpisodeRecorder):
 def encode_gif(frames: list[np.ndarray], fps: float) -> bytes:
     """Frames (height, width) or (height, width, 3) uint8 as an animated GIF."""
     buffer = io.BytesIO()
-    imageio.mimwrite(buffer, frames, format="GIF", duration=1000 / fps, loop=0)
+    images: list[npt.ArrayLike] = list(frames)
+    imageio.mimwrite(buffer, images, format="GIF", duration=1000 / fps, loop=0)
     return buffer.getvalue()

@@ -27,10 +27,11 @@ from dqn.agent import DQNAgent
 from dqn.collector import Collector
 from dqn.config import EnvBackend, EnvConfig, Precision, compose_config, load_run_config
 from dqn.envs import make_vector_env
+from dqn.hardware import keep_freed_memory, resolve_precision
 from dqn.logger import RunLogger
 from dqn.networks import NatureCNN
 from dqn.replay import FrameReplayBuffer
-from dqn.trainer import Trainer, keep_freed_memory, resolve_precision
+from dqn.trainer import Trainer
 
 GAME = "space_invaders"
 SB3_BYTES_PER_TRANSITION = 2 * 4 * 84 * 84  # obs + next_obs stacks (28,224 when optimized)
@@ -131,9 +132,10 @@ def learner_window(
 
     def window() -> float:
         start = time.perf_counter()
+        loss = torch.zeros(())
         for _ in range(updates):
-            metrics, _ = agent.update(replay.sample(32, rng))
-        float(metrics["td_loss"])  # wait for the last update
+            loss = agent.update(replay.sample(32, rng))[0]["td_loss"]
+        float(loss)  # wait for the last update
         return updates / (time.perf_counter() - start)
 
     return window
@@ -345,10 +347,11 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in all_rates.items()}
     learner = med[default_learner]
     e2e = med["ours"]  # hw=cpu as configured: 8 envs in step, precision auto
+    env_rate = max(med["collector_sync_8"], med["collector_async_8x4"])
     results.update(
         {
             "gym_env_steps_per_s": med["gym_single"],
-            "env_steps_per_s": max(med["collector_sync_8"], med["collector_async_8x4"]),
+            "env_steps_per_s": env_rate,
             "learner_updates_per_s": learner,
             "learner_variant": default_learner,
             "e2e_steps_per_s": e2e,
@@ -362,7 +365,7 @@ def main() -> None:
         }
     )
     ratios = {
-        "env_vs_gym": results["env_steps_per_s"] / med["gym_single"],
+        "env_vs_gym": env_rate / med["gym_single"],
         "e2e_vs_learner_bound": e2e / (4 * learner),
         "e2e_vs_sb3": e2e / med["sb3"] if "sb3" in med else None,
         "e2e_fp32_vs_sb3": med["ours_fp32"] / med["sb3"] if "sb3" in med else None,

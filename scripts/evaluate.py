@@ -16,6 +16,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -24,7 +25,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from dqn import PRETRAINED_DIR
 from dqn.config import ConfigError
 from dqn.evaluation import EvalProtocol, evaluate_checkpoint
-from dqn.trainer import resolve_device
+from dqn.hardware import resolve_device
 
 log = logging.getLogger("evaluate")
 
@@ -59,7 +60,8 @@ def main(cfg: DictConfig) -> float:
             raise ConfigError(
                 "checkpoint is required: give checkpoint=<run dir>/checkpoints/best.pt."
             )
-        fields = OmegaConf.to_container(cfg, resolve=True)
+        # The container of a structured config is a dict.
+        fields = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
         path = Path(fields.pop("checkpoint"))
         env_id = fields.pop("env_id")
         device = resolve_device(fields.pop("device"), key="device")

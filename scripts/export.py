@@ -40,13 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        payload = load_checkpoint(args.checkpoint)
+        source = load_checkpoint(args.checkpoint)
         if args.out.suffix != ".pt":
             raise ConfigError(f"The output {args.out} must end in .pt.")
         config_path = args.out.with_suffix(".yaml")
         try:
-            save_policy(payload, args.out, DTYPES[args.dtype])
-            config_path.write_text(OmegaConf.to_yaml(OmegaConf.create(payload["config"])))
+            policy = save_policy(source, args.out, DTYPES[args.dtype])
+            config_path.write_text(OmegaConf.to_yaml(OmegaConf.create(policy.config)))
         except OSError as e:
             raise ConfigError(f"Cannot write {e.filename or args.out} ({e.strerror}).") from None
     except ConfigError as e:
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out,
         args.out.stat().st_size / 1e6,
         args.dtype,
-        payload["env_steps"],
+        policy.env_steps,
         config_path,
     )
     return 0

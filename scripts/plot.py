@@ -46,7 +46,7 @@ class Curve:
 
 def find_runs(paths: list[Path]) -> list[Path]:
     """Directories under `paths` (or the paths themselves) that hold TensorBoard event files."""
-    runs = set()
+    runs: set[Path] = set()
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist")
@@ -178,9 +178,9 @@ def plot(curves: list[Curve], tag: str, out: Path, smooth: int = 1, thresholds: 
         groups.setdefault(curve.label, []).append(curve)
     names = distinguishing_labels(sorted(groups))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
-    for (label, members), color in zip(
-        sorted(groups.items()), plt.cm.tab10.colors * 10, strict=False
-    ):
+    palette = plt.get_cmap("tab10")
+    colors = [palette(i % 10) for i in range(len(groups))]
+    for (label, members), color in zip(sorted(groups.items()), colors, strict=True):
         name = f"{names[label]} ({len(members)} seed{'s' if len(members) > 1 else ''})"
         for ax, x in zip(axes, ("frames", "hours"), strict=True):
             grid, mean, low, high = group_band(members, x)

@@ -17,9 +17,10 @@ from typing import NoReturn
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from dqn.config import ConfigError, config_for_resume, load_run_config, register_configs
+from dqn.config import ConfigError, load_run_config, register_configs
+from dqn.resume import config_for_resume, typed_values
 from dqn.trainer import CheckpointWriteError, Trainer
 
 log = logging.getLogger("train")
@@ -44,14 +45,9 @@ def main(cfg: DictConfig) -> float:
             run_cfg = load_run_config(cfg)
             run_dir = Path(HydraConfig.get().runtime.output_dir)
         else:  # the run's own config, with what this command line changes
-            typed = [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
-            values = {key: OmegaConf.select(cfg, key) for key in typed if key != "resume"}
-            overridden = {  # a group such as experiment has no value: config_for_resume refuses it
-                key: OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-                for key, value in values.items()
-            }
+            overridden = typed_values(cfg, list(HydraConfig.get().overrides.task))
             run_cfg = config_for_resume(cfg.resume, overridden)
-            run_dir = Path(run_cfg.resume)
+            run_dir = Path(cfg.resume)
         trainer = Trainer(run_cfg, run_dir)
     except ConfigError as e:
         fail(e, status=2)

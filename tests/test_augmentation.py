@@ -27,7 +27,7 @@ def test_random_shift_draws_a_shift_per_stack_within_the_pad():
     assert shifted.shape == frames.shape and shifted.dtype == torch.uint8
     # Recover each stack's shift by trying them all: exactly one of the 81 fits, and all fit
     # somewhere in [-4, 4]^2.
-    found = set()
+    found: set[tuple[int, int, int]] = set()
     for dy in range(-4, 5):
         for dx in range(-4, 5):
             moved = shift_frames(frames, torch.tensor([[dy, dx]] * len(frames)))

@@ -6,7 +6,7 @@ import torch
 
 from dqn.collector import Collector
 from dqn.config import EnvConfig
-from dqn.envs import make_vector_env
+from dqn.envs import action_count, make_vector_env
 from dqn.replay import FrameReplayBuffer
 
 
@@ -37,10 +37,11 @@ def test_replay_rebuilds_exactly_the_stacks_the_envs_returned(batch_size):
     for i, e in enumerate(env_ids):
         latest[int(e)] = obs[i]
     expected = {}  # slot -> (obs, action, next_obs)
-    sent = {}  # env id -> the action last sent to it (async results arrive rounds later)
+    # env id -> the action last sent to it (async results arrive rounds later)
+    sent: dict[int, int] = {}
     games = 0
     for _ in range(1500):
-        actions = rng.integers(envs.single_action_space.n, size=len(env_ids))
+        actions = rng.integers(action_count(envs), size=len(env_ids))
         collector.send(env_ids, actions)
         sent.update(zip(env_ids.tolist(), actions.tolist(), strict=True))
         replay.added.clear()

@@ -1,6 +1,8 @@
 """Every sensible env x agent x network x hw combination composes and validates, and each
 network runs a forward pass on its env's real observation shape."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -13,7 +15,7 @@ from dqn.config import (
     NatureCNNConfig,
     load_run_config,
 )
-from dqn.envs import make_vector_env
+from dqn.envs import action_count, make_vector_env, observation_format
 from dqn.networks import build_network
 
 ENVS = group_options("env")
@@ -56,8 +58,9 @@ def test_combination_composes_and_validates(env, agent, hw):
         )
         assert isinstance(run.hw, HardwareConfig)
         schema = "mlp" if network == "mlp" else "nature_cnn"
-        assert isinstance(run.network, NETWORK_SCHEMAS[schema])
-        assert run.network.dueling == (network == "dueling_cnn" or agent == "rainbow")
+        network_cfg = run.network
+        assert isinstance(network_cfg, NETWORK_SCHEMAS[schema])
+        assert network_cfg.dueling == (network == "dueling_cnn" or agent == "rainbow")
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -74,15 +77,15 @@ def check_forward(env: str, network: str, agent: str) -> None:
         obs, _ = envs.reset(seed=0)
         net = build_network(
             run.network,
-            envs.single_observation_space.shape,
-            envs.single_action_space.n,
+            observation_format(envs)[0],
+            action_count(envs),
             **run.agent.head_kwargs(),
         )
         q = net(torch.as_tensor(obs))
     finally:
         envs.close()
     atoms = (run.agent.num_atoms,) if run.agent.distributional else ()
-    assert q.shape == (2, envs.single_action_space.n, *atoms)
+    assert q.shape == (2, action_count(envs), *atoms)
     assert torch.isfinite(q).all()
 
 
@@ -100,7 +103,7 @@ def test_cartpole_preset_sets_env_network_and_recipe():
 
 def test_original_preset_keeps_its_hyperparameters_with_fixes():
     run = load_run_config(compose_config(["experiment=original"]))
-    assert run.env.id == "space_invaders" and list(run.env.action_subset) == [1, 2, 3, 4, 5]
+    assert run.env.id == "space_invaders" and run.env.action_subset == [1, 2, 3, 4, 5]
     assert run.env.terminal_on_life_loss  # a training signal only: whole games are played
     a = run.agent
     assert (a.lr, a.train_freq, a.target_update_interval, a.double_q) == (2.5e-4, 3, 1000, True)
@@ -188,3 +191,28 @@ def test_configuration_doc_lists_every_key_with_the_schema_default():
             assert float(text.replace("_", "")) == default, key
         else:
             assert text == default, key
+
+
+def _group_files() -> list[Path]:
+    groups = ("env", "agent", "network", "hw")
+    files = sorted(path for group in groups for path in (REPO / "conf" / group).glob("*.yaml"))
+    return [REPO / "conf" / "config.yaml", *files]
+
+
+@pytest.mark.parametrize("path", _group_files(), ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_config_files_state_only_what_differs_from_the_schema(path):
+    """Each default is written once, in the schemas: a group file sets a key only to change it
+    (experiment presets are whole recipes and may restate a value their source gives)."""
+    from omegaconf import OmegaConf
+
+    from dqn.logger import flatten
+
+    raw = OmegaConf.to_container(OmegaConf.load(path)) or {}
+    assert isinstance(raw, dict)
+    raw.pop("defaults", None)
+    raw.pop("hydra", None)
+    is_global = path.read_text().startswith("# @package _global_")
+    values = flatten(raw if is_global or path.name == "config.yaml" else {path.parent.name: raw})
+    schema = _schema_defaults()
+    restated = {key: value for key, value in values.items() if schema.get(key) == value}
+    assert restated == {}

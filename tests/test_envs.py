@@ -8,7 +8,13 @@ import pytest
 from ale_py import roms
 
 from dqn.config import ConfigError, EnvBackend, EnvConfig, EnvKind
-from dqn.envs import EpisodeTracker, atari_env_kwargs, make_vector_env
+from dqn.envs import (
+    ActionSubset,
+    EpisodeTracker,
+    action_count,
+    atari_env_kwargs,
+    make_vector_env,
+)
 
 
 def raw_ale(game: str) -> ale_py.ALEInterface:
@@ -17,7 +23,9 @@ def raw_ale(game: str) -> ale_py.ALEInterface:
     ale.setInt("random_seed", 0)
     ale.setFloat("repeat_action_probability", 0.0)
     ale.setInt("frame_skip", 1)
-    ale.loadROM(roms.get_rom_path(game))
+    rom = roms.get_rom_path(game)
+    assert rom is not None, game
+    ale.loadROM(rom)
     ale.reset_game()
     return ale
 
@@ -80,6 +88,7 @@ def test_life_loss_ends_the_td_target_but_not_the_game():
     rng = np.random.default_rng(0)
     lives, frame = int(info["lives"][0]), int(info["episode_frame_number"][0])
     life_losses, episode = 0, None
+    terminated = np.array([False])
     while episode is None:
         _obs, reward, terminated, truncated, info = env.step(rng.integers(6, size=1))
         outcome = tracker.step(ids, reward, terminated, truncated, info["lives"])
@@ -130,9 +139,11 @@ def test_tracker_bootstraps_truncation_and_skips_the_reset_step():
 
 def test_action_subset_maps_agent_actions_to_game_actions():
     env = make_vector_env(EnvConfig(id="space_invaders", action_subset=[1, 2, 3, 4, 5]), 2)
-    assert env.single_action_space.n == 5
+    assert isinstance(env, ActionSubset) and action_count(env) == 5
     assert env.actions(np.array([0, 4])).tolist() == [1, 5]
-    game_actions = env.unwrapped.ale.get_action_set()
+    ale_env = env.unwrapped
+    assert isinstance(ale_env, ale_py.AtariVectorEnv)
+    game_actions = ale_env.ale.get_action_set()
     assert [game_actions[i] for i in env.table] == [
         ale_py.Action.FIRE,
         ale_py.Action.RIGHT,
@@ -189,7 +200,7 @@ def test_gymnasium_path_gives_the_same_steps_as_the_ale_vector_env(game, fire_re
     rng = np.random.default_rng(0)
     ends = 0
     for _ in range(700):
-        actions = rng.integers(ale_env.single_action_space.n, size=2)
+        actions = rng.integers(action_count(ale_env), size=2)
         obs_a, r_a, term_a, trunc_a, info_a = ale_env.step(actions)
         obs_g, r_g, term_g, trunc_g, info_g = gym_env.step(actions)
         assert np.array_equal(obs_a, obs_g)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import REPO
+from dqn.checkpoint import PolicyFile
 from dqn.config import compose_config, load_run_config
 from dqn.trainer import Trainer
 
@@ -134,7 +135,7 @@ def test_video_of_the_best_game_is_a_full_colour_browser_mp4(tmp_path):
     assert not list(video.parent.glob(".*part.mp4"))  # the other game's file is gone
     reader = imageio.get_reader(video)
     meta = reader.get_meta_data()
-    frames = [frame for frame in reader]
+    frames = list(reader.iter_data())
     reader.close()
     assert meta["codec"] == "h264" and meta["fps"] == 15
     assert len(frames) > 100  # a whole game of Space Invaders, one frame per agent step
@@ -183,9 +184,10 @@ def test_exported_policy_is_small_and_acts_like_the_checkpoint(rainbow_checkpoin
     assert "noisy_nets: true" in config and "space_invaders" in config
 
     full, run, _ = load_agent(rainbow_checkpoint, torch.device("cpu"))
-    shipped, shipped_run, payload = load_agent(policy, torch.device("cpu"))
-    assert shipped_run == run and payload["env_steps"] == 0
-    weights = payload["agent"]["q_net"]
+    shipped, shipped_run, record = load_agent(policy, torch.device("cpu"))
+    assert shipped_run == run and record.env_steps == 0
+    assert isinstance(record, PolicyFile)
+    weights = record.q_net
     assert weights["head.advantage.0.weight_mu"].dtype == torch.float16
     assert not [name for name in weights if "sigma" in name or "noise" in name]
     frames = torch.randint(0, 256, (64, 4, 84, 84), dtype=torch.uint8)

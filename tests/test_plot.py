@@ -16,6 +16,7 @@ from dqn.logger import RunLogger
 
 PLOT = REPO / "scripts" / "plot.py"
 spec = importlib.util.spec_from_file_location("plot", PLOT)
+assert spec is not None and spec.loader is not None
 plot = importlib.util.module_from_spec(spec)
 sys.modules["plot"] = plot  # dataclasses look their module up there
 spec.loader.exec_module(plot)

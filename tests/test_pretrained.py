@@ -12,7 +12,7 @@ import torch
 
 from conftest import REPO
 from dqn import PRETRAINED_DIR
-from dqn.checkpoint import POLICY_FORMAT, load_checkpoint
+from dqn.checkpoint import PolicyFile, load_checkpoint
 
 # name -> the game, the least env steps of its run, what its agent config must say, and a score
 # that each of two evaluation games must beat: well above random play (Space Invaders: twice
@@ -27,17 +27,13 @@ EXTENSIONS = (".pt", ".yaml", ".eval.json", ".png")
 def test_shipped_agent_is_a_small_float16_policy_file_of_its_game(name):
     game, min_steps, agent_keys, _ = AGENTS[name]
     path = PRETRAINED_DIR / f"{name}.pt"
-    payload = load_checkpoint(path)
-    assert payload["format"] == POLICY_FORMAT
+    policy = load_checkpoint(path)
+    assert isinstance(policy, PolicyFile)
     assert path.stat().st_size < 10e6
-    assert payload["config"]["env"]["id"] == game
-    assert {key: payload["config"]["agent"][key] for key in agent_keys} == agent_keys
-    assert payload["env_steps"] >= min_steps
-    assert all(
-        t.dtype == torch.float16
-        for t in payload["agent"]["q_net"].values()
-        if t.is_floating_point()
-    )
+    assert policy.config["env"]["id"] == game
+    assert {key: policy.config["agent"][key] for key in agent_keys} == agent_keys
+    assert policy.env_steps >= min_steps
+    assert all(t.dtype == torch.float16 for t in policy.q_net.values() if t.is_floating_point())
 
 
 @pytest.mark.parametrize("name", AGENTS)

@@ -39,7 +39,8 @@ def fill_with_random_episodes(buf, num_envs, steps, stack, frame_shape, seed):
     stackers = [NaiveStacker(stack, frame_shape) for _ in range(num_envs)]
     obs = np.stack([s.reset(new_frame()) for s in stackers])
     buf.start_episodes(np.arange(num_envs), obs)
-    sequences = [[] for _ in range(num_envs)]  # per env: (slot, obs, a, r, next, done, episode)
+    # per env: (slot, obs, a, r, next, done, episode)
+    sequences: list[list[tuple]] = [[] for _ in range(num_envs)]
     episode = np.zeros(num_envs, dtype=int)
     ended = np.zeros(num_envs, dtype=bool)
     for _ in range(steps):
@@ -161,6 +162,7 @@ def test_full_range_uint8_frames_come_back_unchanged():
     rng = np.random.default_rng(0)
     stack = NaiveStacker(4, (84, 84))
     buf.start_episodes([0], stack.reset(rng.integers(0, 256, (84, 84), dtype=np.uint8))[None])
+    before, slot = stack.obs.copy(), np.array([0])
     for _ in range(8):
         before = stack.obs.copy()
         slot = buf.add(

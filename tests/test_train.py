@@ -10,7 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import TRAIN, run_train, wait_for_file
-from dqn.checkpoint import load_checkpoint
+from dqn.checkpoint import TrainingCheckpoint, load_checkpoint
 from dqn.networks import NatureCNN
 from dqn.returns import updates_owed
 
@@ -64,10 +64,11 @@ def test_space_invaders_smoke_run_writes_logs_checkpoints_and_summary(tmp_path):
     assert td_loss and td_loss[0].step >= 1000  # no loss before learning starts
 
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    assert checkpoint["env_steps"] == summary["env_steps"]
-    assert checkpoint["config"]["env"]["id"] == "space_invaders"
+    assert isinstance(checkpoint, TrainingCheckpoint)
+    assert checkpoint.env_steps == summary["env_steps"]
+    assert checkpoint.config["env"]["id"] == "space_invaders"
     net = NatureCNN((4, 84, 84), 6)
-    net.load_state_dict(checkpoint["agent"]["q_net"])
+    net.load_state_dict(checkpoint.agent["q_net"])
     assert (run_dir / "checkpoints" / "best.pt").is_file()
     print(
         f"Space Invaders smoke run: {summary['steps_per_second']} env steps/s "
@@ -105,7 +106,7 @@ def test_ctrl_c_saves_last_checkpoint_and_exits_cleanly(tmp_path):
     assert proc.returncode == 0, stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["interrupted"] and 0 < summary["env_steps"] < 1_000_000
-    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["env_steps"] == summary["env_steps"]
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt").env_steps == summary["env_steps"]
 
 
 @pytest.mark.slow

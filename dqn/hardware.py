@@ -1,0 +1,81 @@
+"""Hardware: which torch device and numeric precision a run uses, and the allocator setting
+that keeps updates fast on a CPU."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+
+import torch
+
+from dqn.config import ConfigError, Precision
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(
+    name: str, precision: Precision = Precision.fp32, key: str = "hw.device"
+) -> torch.device:
+    """The torch device for `name` (the value of config key `key`), or ConfigError if this
+    machine does not have it."""
+    cpu = "hw=cpu" if key == "hw.device" else f"{key}=cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"{key}={name} but PyTorch {torch.__version__} sees no CUDA GPU here: use "
+                f"{cpu}, or install a CUDA build of PyTorch on a machine with an NVIDIA GPU."
+            )
+        device = torch.device(name)
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise ConfigError(
+                f"{key}={name} but only {torch.cuda.device_count()} CUDA device(s) exist."
+            )
+    elif name == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(
+                f"{key}=mps but Apple's Metal backend is not available here: use {cpu}."
+            )
+        device = torch.device("mps")
+    else:
+        device = torch.device("cpu")
+    if precision == Precision.fp16 and device.type != "cuda":
+        raise ConfigError("hw.precision=fp16 needs a CUDA device: use fp32 or bf16 here.")
+    return device
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX), read on Linux."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: Precision, device: torch.device) -> Precision:
+    """What `hw.precision=auto` means on this device; other values are kept as they are."""
+    if precision != Precision.auto:
+        return precision
+    if device.type == "cuda":
+        chosen = Precision.bf16 if torch.cuda.is_bf16_supported() else Precision.fp16
+    elif device.type == "cpu" and cpu_has_native_bf16():
+        chosen = Precision.bf16
+    else:
+        chosen = Precision.fp32
+    log.info("hw.precision=auto: %s on this %s", chosen.value, device.type)
+    return chosen
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed blocks of up to 32 MiB in the heap instead of handing each back
+    to the OS: every update allocates temporaries of a few MiB (weight casts, Adam's sqrt),
+    and each one returned costs thousands of page faults when touched again (the speed-up is
+    in docs/performance.md). No-op (False) where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
