@@ -7,7 +7,8 @@ and against training hours (wall-clock time while a process of the run was runni
 of a run stopped and resumed later are left out). Saves a PNG (default: curves.png in the first
 directory).
 `--thresholds 0 15` also draws those levels and prints, per run, the first logged point at or
-above each (env steps, frames, hours).
+above each (env steps, frames, hours). `--labels A B` names the paths' groups in the legend
+(a record's overrides say what its command was, not what it differs in from today's presets).
 """
 
 from __future__ import annotations
@@ -170,13 +171,21 @@ def smoothed(values: np.ndarray, window: int) -> np.ndarray:
     return (sums[1:] - sums[np.maximum(np.arange(1, len(values) + 1) - window, 0)]) / counts
 
 
-def plot(curves: list[Curve], tag: str, out: Path, smooth: int = 1, thresholds: tuple = ()) -> None:
+def plot(
+    curves: list[Curve],
+    tag: str,
+    out: Path,
+    smooth: int = 1,
+    thresholds: tuple = (),
+    labels_as_given: bool = False,
+) -> None:
     """Two panels (vs frames, vs hours), one line and band per group of seeds, and a dashed
-    line at each threshold."""
+    line at each threshold. The legend names each group by its label, less the overrides all
+    groups share unless `labels_as_given`."""
     groups: dict[str, list[Curve]] = {}
     for curve in curves:
         groups.setdefault(curve.label, []).append(curve)
-    names = distinguishing_labels(sorted(groups))
+    names = {g: g for g in groups} if labels_as_given else distinguishing_labels(sorted(groups))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     palette = plt.get_cmap("tab10")
     colors = [palette(i % 10) for i in range(len(groups))]
@@ -227,15 +236,33 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="levels to mark; prints where each run first reached them",
     )
+    parser.add_argument(
+        "--labels",
+        nargs="+",
+        metavar="NAME",
+        help="a legend name for each path, in order (default: the runs' overrides less seed)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("tensorboard").setLevel(logging.WARNING)  # its file-by-file chatter
+    if args.labels is not None and len(args.labels) != len(args.paths):
+        print(
+            f"Error: --labels got {len(args.labels)} names for {len(args.paths)} paths: "
+            "give one name per path.",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        runs = find_runs(args.paths)
+        runs = {run: i for i, path in enumerate(args.paths) for run in find_runs([path])}
     except FileNotFoundError as e:
         print(f"Error: {e}: give a run directory or a sweep directory.", file=sys.stderr)
         return 2
-    curves = [c for c in (read_curve(r, args.tag) for r in runs) if c is not None]
+    curves = []
+    for run, i in sorted(runs.items()):
+        curve = read_curve(run, args.tag)
+        if curve is not None:
+            curve.label = curve.label if args.labels is None else args.labels[i]
+            curves.append(curve)
     if not curves:
         print(
             f"Error: no run under {', '.join(map(str, args.paths))} logged {args.tag}: "
@@ -244,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     out = args.out or args.paths[0] / "curves.png"
-    plot(curves, args.tag, out, args.smooth, tuple(args.thresholds))
+    plot(curves, args.tag, out, args.smooth, tuple(args.thresholds), args.labels is not None)
     if args.thresholds:
         print("\n".join(crossing_table(curves, args.thresholds)))
     log.info("%d runs in %d groups -> %s", len(curves), len({c.label for c in curves}), out)

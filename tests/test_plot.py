@@ -63,6 +63,25 @@ def test_sweep_seeds_are_grouped_into_mean_and_band(tmp_path):
     assert image.shape[0] > 300 and image.shape[1] > 600
 
 
+def test_labels_name_each_path_in_the_legend_as_given(tmp_path, monkeypatch):
+    """Two records whose overrides no longer say how they differ: the legend takes the names
+    given, one per path, and a sweep's seeds stay one group under its name."""
+    steps = [0, 1000]
+    fake_run(tmp_path / "a" / "0", ["experiment=pong", "seed=1"], [0, 10], steps)
+    fake_run(tmp_path / "a" / "1", ["experiment=pong", "seed=2"], [0, 20], steps)
+    fake_run(tmp_path / "b", ["experiment=pong", "x=1", "seed=1"], [5, 5], steps)
+    legends = []
+    monkeypatch.setattr(
+        plot.plt, "close", lambda fig: legends.append([t.get_text() for t in fig.legends[0].texts])
+    )
+    names = ["uniform replay", "prioritized replay"]
+    out = tmp_path / "curves.png"
+    argv = [str(tmp_path / "a"), str(tmp_path / "b"), "--labels", *names, "--out", str(out)]
+    assert plot.main(argv) == 0
+    assert sorted(legends[0]) == ["prioritized replay (1 seed)", "uniform replay (2 seeds)"]
+    assert plot.main([str(tmp_path / "a"), "--labels", *names]) == 2
+
+
 def test_hours_leave_out_the_pause_between_a_stop_and_a_resume(tmp_path, monkeypatch):
     """Two processes of one run, an hour each, a day apart: the curve spans two training hours."""
     clock = [0.0]

@@ -16,9 +16,11 @@ from dqn.checkpoint import PolicyFile, load_checkpoint
 
 # name -> the game, the least env steps of its run, what its agent config must say, and a score
 # that each of two evaluation games must beat: well above random play (Space Invaders: twice
-# the 148 points of random play, Mnih et al. 2015).
-AGENTS = {
+# the 148 points of random play; Pong: a won game, where random play scores -20.7; Mnih et al.
+# 2015).
+AGENTS: dict[str, tuple[str, int, dict[str, object], float]] = {
     "space_invaders_rainbow": ("space_invaders", 1_000_000, {"distributional": True}, 2 * 148.0),
+    "pong_fast_dqn": ("pong", 1_500_000, {"prioritized_replay": True, "n_step": 3}, 0.0),
 }
 EXTENSIONS = (".pt", ".yaml", ".eval.json", ".png")
 
