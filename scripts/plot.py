@@ -120,21 +120,24 @@ def read_curve(run_dir: Path, tag: str) -> Curve | None:
     )
 
 
-def first_crossing(curve: Curve, threshold: float) -> int | None:
-    """Index of the first point whose value is at least `threshold`, or None."""
-    above = np.flatnonzero(curve.values >= threshold)
+def first_crossing(curve: Curve, threshold: float, smooth: int = 1) -> int | None:
+    """Index of the first point whose value (averaged over `smooth` points, as drawn) is at
+    least `threshold`, or None."""
+    above = np.flatnonzero(smoothed(curve.values, smooth) >= threshold)
     return int(above[0]) if len(above) else None
 
 
-def crossing_table(curves: list[Curve], thresholds: list[float]) -> list[str]:
-    """Lines of a table: for each run and threshold, where the curve first reached it."""
+def crossing_table(curves: list[Curve], thresholds: list[float], smooth: int = 1) -> list[str]:
+    """Lines of a table: for each run and threshold, where the curve as drawn first reached it
+    (with `smooth`, one lucky game of a training return does not count)."""
     width = max([3, *(len(str(curve.run_dir)) for curve in curves)])
     lines = [f"{'run':{width}s} {'threshold':>9s} {'env steps':>10s} {'frames':>11s} {'hours':>6s}"]
     for curve in curves:
+        last = smoothed(curve.values, smooth)[-1]
         for threshold in thresholds:
-            i = first_crossing(curve, threshold)
+            i = first_crossing(curve, threshold, smooth)
             where = (
-                (f"not reached (last point: {curve.values[-1]:g} at {curve.steps[-1]} steps)")
+                (f"not reached (last point: {last:g} at {curve.steps[-1]} steps)")
                 if i is None
                 else (f"{curve.steps[i]:>10d} {curve.frames[i]:>11.0f} {curve.hours[i]:>6.2f}")
             )
@@ -273,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.paths[0] / "curves.png"
     plot(curves, args.tag, out, args.smooth, tuple(args.thresholds), args.labels is not None)
     if args.thresholds:
-        print("\n".join(crossing_table(curves, args.thresholds)))
+        print("\n".join(crossing_table(curves, args.thresholds, args.smooth)))
     log.info("%d runs in %d groups -> %s", len(curves), len({c.label for c in curves}), out)
     return 0
 

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 from dqn.config import compose_config  # noqa: F401  (re-exported for the tests)
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 TRAIN = REPO / "scripts" / "train.py"
+
+
+def load_script(name: str) -> ModuleType:
+    """`scripts/<name>.py` imported as module `name`, so tests can call its functions."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def group_options(group: str) -> list[str]:

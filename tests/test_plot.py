@@ -1,6 +1,5 @@
 """scripts/plot.py on real TensorBoard logs; the TensorBoard GIF read back."""
 
-import importlib.util
 import subprocess
 import sys
 import time
@@ -11,15 +10,11 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import REPO
+from conftest import REPO, load_script
 from dqn.logger import RunLogger
 
 PLOT = REPO / "scripts" / "plot.py"
-spec = importlib.util.spec_from_file_location("plot", PLOT)
-assert spec is not None and spec.loader is not None
-plot = importlib.util.module_from_spec(spec)
-sys.modules["plot"] = plot  # dataclasses look their module up there
-spec.loader.exec_module(plot)
+plot = load_script("plot")
 
 
 def fake_run(run_dir, overrides, returns, steps):
@@ -107,6 +102,9 @@ def test_thresholds_print_where_each_run_first_reached_them(tmp_path):
     curve = plot.read_curve(tmp_path / "pong", "eval/episodic_return")
     assert plot.first_crossing(curve, 0) == 2 and plot.first_crossing(curve, 15) == 4
     assert plot.first_crossing(curve, 20) is None
+    # Averaged over 2 points, as `--smooth 2` draws it: -21, -12, -1.25, -0.25, 7.5.
+    assert plot.first_crossing(curve, 0, smooth=2) == 4
+    assert plot.first_crossing(curve, 15, smooth=2) is None
     result = subprocess.run(
         [
             sys.executable,
