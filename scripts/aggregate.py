@@ -169,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="the bootstrap's random seed")
     parser.add_argument("--out", type=Path, help="JSON file to write the estimates to")
     args = parser.parse_args(argv)
+    if args.reps < 1:
+        print(f"Error: --reps {args.reps} resamples nothing: give 1 or more.", file=sys.stderr)
+        return 2
     try:
         groups: dict[str, list[RunScore]] = {}
         for name, *paths in args.group:

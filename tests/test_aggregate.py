@@ -76,3 +76,8 @@ def test_a_file_that_is_not_an_evaluation_is_refused_by_name(tmp_path):
     result = run("--group", "x", other)
     assert result.returncode == 2
     assert "summary.json lacks env, mean, episodes, protocol" in result.stderr
+
+
+def test_no_bootstrap_resamples_is_refused(tmp_path):
+    result = run("--group", "x", eval_json(tmp_path / "a.json", [1.0]), "--reps", "0")
+    assert result.returncode == 2 and "--reps 0 resamples nothing" in result.stderr
