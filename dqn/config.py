@@ -141,14 +141,14 @@ class AgentConfig:
     exploration_final_eps: float = 0.01
     exploration_fraction: float = 0.10  # linear: share of total_steps spent decaying
     exploration_decay: float = 0.99999975  # exponential: factor per env step
-    loss: Loss = Loss.huber
+    loss: Loss = Loss.huber  # of scalar Q-values; distributional (C51) uses cross-entropy
     max_grad_norm: float | None = 10.0  # null turns gradient clipping off
     double_q: bool = False  # Double DQN: online net picks the next action, target net values it
     # Prioritized replay (Schaul et al. 2016), proportional: P(i) ~ (priority_i + eps) ** alpha.
     prioritized_replay: bool = False
     priority_alpha: float = 0.5  # 0 = uniform
     priority_beta_start: float = 0.4  # importance-weight exponent, annealed to 1 over the run
-    priority_eps: float = 1e-6  # added to |TD error| so no transition is never replayed
+    priority_eps: float = 1e-6  # added to |TD error| so every transition can be replayed
     # Noisy nets (Fortunato et al. 2018): learned noise in the head explores; epsilon-greedy
     # exploration is off (eval keeps eval.epsilon).
     noisy_nets: bool = False

@@ -101,6 +101,21 @@ def test_cartpole_preset_sets_env_network_and_recipe():
     assert run.total_steps == 50_000
 
 
+def test_space_invaders_preset_adds_c51_and_a_large_replay_to_fast_dqn():
+    run = load_run_config(compose_config(["experiment=space_invaders"]))
+    fast = load_run_config(compose_config(["agent=fast_dqn"])).agent
+    a = run.agent
+    assert run.env.id == "space_invaders" and run.total_steps == 3_000_000
+    assert a.distributional and a.buffer_size == 1_000_000
+    assert (a.n_step, a.double_q, a.prioritized_replay, a.train_freq, a.lr) == (
+        fast.n_step,
+        fast.double_q,
+        fast.prioritized_replay,
+        fast.train_freq,
+        fast.lr,
+    )
+
+
 def test_original_preset_keeps_its_hyperparameters_with_fixes():
     run = load_run_config(compose_config(["experiment=original"]))
     assert run.env.id == "space_invaders" and run.env.action_subset == [1, 2, 3, 4, 5]

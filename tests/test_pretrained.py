@@ -19,10 +19,10 @@ from dqn.checkpoint import PolicyFile, load_checkpoint
 # the 148 points of random play; Pong: a won game, where random play scores -20.7; Mnih et al.
 # 2015).
 AGENTS: dict[str, tuple[str, int, dict[str, object], float]] = {
-    "space_invaders_fast_dqn": (
+    "space_invaders_c51": (
         "space_invaders",
-        2_750_000,
-        {"prioritized_replay": True, "n_step": 3},
+        2_500_000,
+        {"prioritized_replay": True, "n_step": 3, "distributional": True},
         2 * 148.0,
     ),
     "pong_fast_dqn": ("pong", 1_500_000, {"prioritized_replay": True, "n_step": 3}, 0.0),
