@@ -94,6 +94,7 @@ class TrainingProgress:
     games_seed: int = 0  # seed of the latest fresh start of all training games
     schedule_origin: tuple[int, float] = (0, 0.0)  # (env step, progress there): `run_progress`
     resumes: list[int] = field(default_factory=list)  # env steps at which the run resumed
+    noise_round: int = -1  # train_freq round of the latest noisy-net draw (`Trainer.learn`)
 
 
 @dataclass(kw_only=True)

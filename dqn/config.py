@@ -269,6 +269,12 @@ class AgentConfig:
             "Double-Q to make: set agent.double_q=false.",
         )
         _check(
+            not (self.munchausen and self.n_step > 1),
+            "agent.munchausen",
+            "is the one-step target of the paper (its log-policy bonus would cover only the "
+            "first of the n steps): set agent.n_step=1.",
+        )
+        _check(
             self.random_shift_pad >= 0,
             "agent.random_shift_pad",
             f"must be >= 0, got {self.random_shift_pad}.",

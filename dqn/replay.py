@@ -9,8 +9,9 @@ stacks are padded after a reset. So one transition costs one frame (~7 KB on Ata
 the two 28 KB stacks a plain buffer keeps.
 
 Never sampled: a slot whose next frame is not written yet, the final observation of an episode
-(no transition starts there), and the S-1 oldest slots of each ring, whose history the ring has
-overwritten.
+(no transition starts there), the S-1 oldest slots of each ring, whose history the ring has
+overwritten, and, with n-step returns, a transition whose n steps are not all known yet while
+its episode goes on (as Dopamine: it would train on a shortened return).
 """
 
 from __future__ import annotations
@@ -106,8 +107,9 @@ class FrameReplayBuffer:
 
     With `n_step` > 1 a sample is an n-step transition: the discounted rewards of up to
     `n_step` steps of the same episode, the observation it reached and `gamma ** steps`. It is
-    shorter where the episode ended (done: no bootstrap), was truncated, or has not gone on yet
-    (both bootstrap from the last observation reached).
+    shorter only where the episode ended (done: no bootstrap) or was truncated (bootstraps from
+    the last observation); a transition whose episode goes on is sampled once all its n steps
+    are stored (`window_closed`).
     """
 
     def __init__(
@@ -202,12 +204,21 @@ class FrameReplayBuffer:
             env = np.searchsorted(ends, draw, side="right")
             age = draw - (ends[env] - self.written[env])  # 0 = the env's oldest slot
             slot = (self.pos[env] - self.written[env] + 1 + age) % self.slots_per_env
-            ok = self.valid[env, slot] & (age >= self.stack - 1)
+            ok = self.valid[env, slot] & (age >= self.stack - 1) & self.window_closed(env, slot)
             out[todo[ok]] = env[ok] * self.slots_per_env + slot[ok]
             todo = todo[~ok]
             if len(todo) == 0:
                 return out
         raise RuntimeError("no sampleable transition in the replay buffer")
+
+    def window_closed(self, env: np.ndarray, slot: np.ndarray) -> np.ndarray:
+        """Whether the n-step returns of the transitions at (`env`, `slot`) are final: all n
+        steps are stored, or the episode ended (a done, or a new game began) within them."""
+        ahead = (self.pos[env] - slot) % self.slots_per_env  # steps stored from the slot on
+        closed = (ahead >= self.n_step) | self.episode_start[env, self.pos[env]]
+        for j in range(self.n_step - 1):
+            closed |= (j < ahead) & self.dones[env, (slot + j) % self.slots_per_env]
+        return closed
 
     def get(self, indices: np.ndarray) -> ReplaySamples:
         """The transitions at `indices` with their stacks rebuilt, as tensors on the device."""
@@ -299,16 +310,21 @@ class PrioritizedFrameReplayBuffer(FrameReplayBuffer):
     """Proportional prioritized replay (Schaul et al. 2016) on the frame-once buffer.
 
     A sum tree over the buffer's slots holds each transition's priority (|TD error| + eps) **
-    alpha; a slot that cannot be sampled (no transition yet, an episode's last observation, a
-    ring's oldest S-1 slots whose history is overwritten) holds 0. New transitions get the
-    largest priority seen so far, so each is replayed soon after it is stored.
+    alpha; a slot that cannot be sampled (no transition yet, an n-step window still open, an
+    episode's last observation, a ring's oldest S-1 slots whose history is overwritten) holds 0.
+    A transition enters the tree when it can first be sampled, at the largest priority the
+    tree holds then (as Dopamine and Kaixhin's Rainbow), so each is replayed soon; the maximum
+    is the current one, so an early outlier, once replayed or overwritten, stops setting it.
     """
 
     def __init__(self, *args, alpha: float = 0.5, eps: float = 1e-6, **kwargs):
         super().__init__(*args, **kwargs)
         self.alpha, self.eps = alpha, eps
         self.tree = SumTree(self.capacity)
-        self.max_priority = 1.0
+
+    def new_priority(self) -> float:
+        """The priority a transition enters with: the largest held now (1 in an empty tree)."""
+        return self.tree.max or 1.0
 
     def _write(self, env_ids: np.ndarray, obs: np.ndarray, starts: bool) -> None:
         super()._write(env_ids, obs, starts)
@@ -319,22 +335,25 @@ class PrioritizedFrameReplayBuffer(FrameReplayBuffer):
             [(slots + self.stack - 1) % self.slots_per_env] if self.stack > 1 else []
         )
         self.tree.set(np.concatenate([env_ids * self.slots_per_env + s for s in stale]), 0.0)
+        self._admit_closed(env_ids)
 
-    def add(
-        self,
-        env_ids: npt.ArrayLike,
-        actions: npt.ArrayLike,
-        rewards: npt.ArrayLike,
-        dones: npt.ArrayLike,
-        next_obs: np.ndarray,
-    ) -> np.ndarray:
-        """Store transitions as `FrameReplayBuffer.add` does, at the largest priority so far."""
-        ids = np.asarray(env_ids)
-        # As in uniform sampling, a ring's first S-1 slots are never drawn.
-        whole_history = self.written[ids] >= self.stack
-        indices = super().add(ids, actions, rewards, dones, next_obs)
-        self.tree.set(indices[whole_history], self.max_priority)
-        return indices
+    def _admit_closed(self, env_ids: np.ndarray) -> None:
+        """Give the tree the transitions of `env_ids` that this write made sampleable: among
+        the n newest of each env, those whose window just closed and whose whole history is
+        still in the ring."""
+        ahead = np.arange(1, self.n_step + 1)  # how far behind the newest frame
+        env = np.repeat(env_ids, len(ahead))
+        behind = np.tile(ahead, len(env_ids))
+        slot = (self.pos[env] - behind) % self.slots_per_env
+        index = env * self.slots_per_env + slot
+        admit = (
+            self.valid[env, slot]
+            & (self.written[env] - 1 - behind >= self.stack - 1)  # the ring's age of the slot
+            & (self.tree.get(index) == 0)  # not in the tree yet
+            & self.window_closed(env, slot)
+        )
+        if admit.any():
+            self.tree.set(index[admit], self.new_priority())
 
     def sample(self, batch_size: int, rng: np.random.Generator, beta: float = 1.0) -> ReplaySamples:
         """`batch_size` transitions drawn in proportion to priority, with importance weights
@@ -346,12 +365,8 @@ class PrioritizedFrameReplayBuffer(FrameReplayBuffer):
         return batch._replace(weights=torch.from_numpy(weights).to(self.device))
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """The buffer's contents plus the sum tree and the largest priority."""
-        return {
-            **super().state_dict(),
-            "tree": self.tree.nodes,
-            "max_priority": np.array(self.max_priority),
-        }
+        """The buffer's contents plus the sum tree."""
+        return {**super().state_dict(), "tree": self.tree.nodes}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore what `state_dict` returned."""
@@ -359,12 +374,10 @@ class PrioritizedFrameReplayBuffer(FrameReplayBuffer):
         if "tree" not in state or state["tree"].shape != self.tree.nodes.shape:
             raise ValueError("replay tree: the snapshot holds no matching priorities")
         self.tree.nodes[...] = state["tree"]
-        self.tree.rebuild()  # the sums follow from the leaves, whatever was saved
-        self.max_priority = float(state["max_priority"])
+        self.tree.rebuild()  # sums and maxima follow from the leaves, whatever was saved
 
     def update_priorities(self, indices: np.ndarray, errors: np.ndarray) -> None:
         """Set the priorities of sampled transitions from their new TD errors (or losses)."""
         priorities = (np.abs(errors) + self.eps) ** self.alpha
         still_valid = self.tree.get(indices) > 0  # not overwritten since they were sampled
         self.tree.set(indices[still_valid], priorities[still_valid])
-        self.max_priority = max(self.max_priority, float(priorities.max()))

@@ -3,7 +3,9 @@
 Leaf i holds the priority of item i; every inner node holds the sum of its two children, so the
 root is the total. Drawing a value u in [0, total) and walking down (left when u falls in the
 left child's mass, else right with the left mass subtracted) picks item i with probability
-priority_i / total. Every operation below handles a whole batch of items per tree level.
+priority_i / total. A second array holds the largest priority below each node, so the current
+maximum is read at the root too (prioritized replay gives it to new transitions). Every
+operation below handles a whole batch of items per tree level.
 """
 
 from __future__ import annotations
@@ -20,11 +22,17 @@ class SumTree:
         self.depth = max(1, int(np.ceil(np.log2(capacity))))
         self.leaves = 1 << self.depth  # leaf i lives at node leaves + i; the root is node 1
         self.nodes = np.zeros(2 * self.leaves, dtype=np.float64)
+        self.maxima = np.zeros(2 * self.leaves, dtype=np.float64)  # same layout, max not sum
 
     @property
     def total(self) -> float:
         """Sum of all priorities."""
         return float(self.nodes[1])
+
+    @property
+    def max(self) -> float:
+        """Largest priority held now (0 when empty): overwritten or lowered ones no longer count."""
+        return float(self.maxima[1])
 
     def get(self, indices: np.ndarray) -> np.ndarray:
         """Priorities of items `indices`."""
@@ -36,17 +44,21 @@ class SumTree:
         priorities = np.broadcast_to(np.asarray(priorities, dtype=np.float64), nodes.shape)
         if np.any(priorities < 0) or not np.all(np.isfinite(priorities)):
             raise ValueError("priorities must be finite and >= 0")
-        tree = self.nodes
-        tree[nodes] = priorities
+        sums, maxima = self.nodes, self.maxima
+        sums[nodes] = priorities
+        maxima[nodes] = sums[nodes]  # a repeated index: the value that stayed
         for _ in range(self.depth):  # recompute each changed parent from its two children
             nodes >>= 1  # a parent shared by several items is written several times, same sum
-            tree[nodes] = tree[2 * nodes] + tree[2 * nodes + 1]
+            sums[nodes] = sums[2 * nodes] + sums[2 * nodes + 1]
+            maxima[nodes] = np.maximum(maxima[2 * nodes], maxima[2 * nodes + 1])
 
     def rebuild(self) -> None:
         """Recompute every inner node from the leaves (after loading saved priorities)."""
+        self.maxima[self.leaves :] = self.nodes[self.leaves :]
         for level in range(self.depth - 1, -1, -1):
             nodes = np.arange(1 << level, 2 << level)
             self.nodes[nodes] = self.nodes[2 * nodes] + self.nodes[2 * nodes + 1]
+            self.maxima[nodes] = np.maximum(self.maxima[2 * nodes], self.maxima[2 * nodes + 1])
 
     def find(self, values: np.ndarray) -> np.ndarray:
         """Items whose cumulative-priority interval holds each of `values` (in [0, total))."""

@@ -13,8 +13,9 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -68,31 +69,62 @@ class CheckpointWriteError(RuntimeError):
     """A checkpoint could not be written (a full disk); the message says what survived."""
 
 
+@dataclass
+class Signals:
+    """What arrived while the training loop ran (see `stop_signals`)."""
+
+    stop: str | None = None  # the name of a signal that asks the run to stop (SIGINT, SIGTERM)
+    deferred: list[tuple[int, Callable[..., Any]]] = field(default_factory=list)
+
+    def run_deferred(self) -> None:
+        """Run, now, the handlers of others whose signals arrived since the last call. The loop
+        calls this between steps, so a handler that ends the process (submitit's requeue
+        raises SystemExit) never lands inside an update, and `last.pt` is written whole."""
+        while self.deferred:
+            signum, handler = self.deferred.pop(0)
+            handler(signum, None)
+
+
+# Signals a scheduler or a user sends to end a run: SLURM's preemption warning (submitit uses
+# SIGUSR2), its SIGTERM, and Ctrl-C.
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
 @contextmanager
-def stop_signals() -> Iterator[dict[str, str]]:
-    """While the block runs, Ctrl-C (SIGINT) and SIGTERM only record themselves in the yielded
-    dict (`{"signal": "SIGTERM"}`); the training loop checks it between steps, so a stop never
-    lands in the middle of a replay write or an update, and the state it saves is whole. A
-    handler someone else installed (submitit's, a launcher's) is left alone. Main thread only."""
-    requested: dict[str, str] = {}
+def stop_signals() -> Iterator[Signals]:
+    """While the block runs, Ctrl-C (SIGINT) and SIGTERM, where no one else handles them, only
+    record themselves in the yielded `Signals.stop`; a handler someone else installed
+    (submitit's, a launcher's) for these or SIGUSR1/2 is deferred to `Signals.deferred`. The
+    training loop acts on both between steps, so neither lands in the middle of a replay write
+    or an update, and the state it saves is whole. Main thread only."""
+    signals = Signals()
     if threading.current_thread() is not threading.main_thread():
-        yield requested
+        yield signals
         return
+
+    def record_stop(signum: int, frame: object) -> None:
+        signals.stop = signals.stop or signal.Signals(signum).name
+
+    def defer(signum: int, frame: object) -> None:
+        signals.deferred.append((signum, previous[signum]))
+
+    previous = {signum: signal.getsignal(signum) for signum in HANDLED_SIGNALS}
     ours = {}
-    for signum, default in (
-        (signal.SIGINT, signal.default_int_handler),
-        (signal.SIGTERM, signal.SIG_DFL),
-    ):
-        if signal.getsignal(signum) is default:
-            signal.signal(
-                signum, lambda num, frame: requested.setdefault("signal", signal.Signals(num).name)
-            )
-            ours[signum] = default
+    for signum, handler in previous.items():
+        if handler in (signal.default_int_handler, signal.SIG_DFL) and signum in (
+            signal.SIGINT,
+            signal.SIGTERM,
+        ):
+            ours[signum] = record_stop
+        elif callable(handler) and handler is not signal.default_int_handler:
+            ours[signum] = defer
+    for signum, handler in ours.items():
+        signal.signal(signum, handler)
     try:
-        yield requested
+        yield signals
     finally:
-        for signum, default in ours.items():
-            signal.signal(signum, default)
+        for signum in ours:
+            signal.signal(signum, previous[signum])
 
 
 class Trainer:
@@ -183,8 +215,14 @@ class Trainer:
         # Where the schedules' progress was re-planned: (env step, progress there); see
         # `progress`. A run resumed with another total_steps moves it to the resume step.
         self.schedule_origin: tuple[int, float] = (0, 0.0)
-        self._noise_round = -1  # train_freq round of the latest noise draw without an update
+        self._noise_round = -1  # train_freq round of the latest noisy-net draw
         self._started = time.perf_counter()
+        if cfg.checkpoint.exact_resume and not cfg.checkpoint.save_replay:
+            log.warning(
+                "checkpoint.exact_resume=true restarts every training game at each checkpoint, "
+                "but without checkpoint.save_replay=true a resumed run refills its replay and "
+                "is not exact: set both, or neither."
+            )
         self.restore()
 
     # ---- schedules -------------------------------------------------------------------------
@@ -236,10 +274,10 @@ class Trainer:
         if not self.resumes:
             logger.hparams(self.config_dict())
         started = self._started = time.perf_counter()
-        with stop_signals() as stop:
+        with stop_signals() as signals:
             try:
                 with logging_redirect_tqdm():
-                    self.train_loop(logger, stop)
+                    self.train_loop(logger, signals)
             except CheckpointWriteError:
                 logger.close()
                 raise
@@ -262,7 +300,7 @@ class Trainer:
                 self.save("crash.pt")
                 logger.close()
                 raise
-            stopped_by = stop.get("signal")
+            stopped_by = signals.stop
             if stopped_by:
                 log.warning(
                     "%s at %d env steps: saving checkpoints/last.pt.", stopped_by, self.env_steps
@@ -271,7 +309,7 @@ class Trainer:
             if stopped_by is None and self.last_eval_step != self.env_steps:
                 self.run_evaluation(logger)
             self.save("last.pt", wall_seconds)  # a signal meanwhile waits until it is written
-            summary = self.summary(wall_seconds, stop.get("signal"))
+            summary = self.summary(wall_seconds, signals.stop)
         logger.hparams_result(
             self.config_dict(),
             {key: summary[key] for key in ("eval_return_mean", "best_eval_return", "env_steps")},
@@ -281,16 +319,16 @@ class Trainer:
         log.info("Done: %s", json.dumps(summary))
         return summary
 
-    def train_loop(self, logger: RunLogger, stop: dict[str, str] | None = None) -> None:
+    def train_loop(self, logger: RunLogger, signals: Signals | None = None) -> None:
         """Act, step, store, learn, and keep the cadences, until `total_steps` env steps or
-        until `stop` holds a signal (checked once per step, between whole updates)."""
-        stop = {} if stop is None else stop
+        until `signals` asks to stop; the signals' deferred handlers run between steps."""
+        signals = Signals() if signals is None else signals
         cfg = self.cfg
         if self._ready is None:  # a new run, or a resumed one: fresh games everywhere
             self._ready = self.collector.reset(seed=self.games_seed)
         obs, env_ids = self._ready
         window_start, window_steps = time.perf_counter(), self.env_steps
-        while self.env_steps < cfg.total_steps and not stop:
+        while self.env_steps < cfg.total_steps and signals.stop is None:
             epsilon = self.epsilon()
             self.collector.send(env_ids, self.agent.act(obs, epsilon, self.rng))
             self.learn()  # while the emulators play
@@ -328,6 +366,7 @@ class Trainer:
                     obs, env_ids = self._ready
                 else:
                     self.save("last.pt")  # the games in progress go on untouched
+            signals.run_deferred()  # a step boundary: whatever they do meets whole state
         # The updates owed by the very last step are left to a resumed run's first `learn`,
         # where an uninterrupted run would do them: that keeps a resumed run exact.
 
@@ -479,6 +518,7 @@ class Trainer:
                 games_seed=self.games_seed,
                 schedule_origin=self.schedule_origin,
                 resumes=self.resumes,
+                noise_round=self._noise_round,
             ),
         )
         writing = self.checkpoint_dir / REPLAY_SNAPSHOT
@@ -534,6 +574,7 @@ class Trainer:
         self._metric_count = progress.metric_count
         self.forgiven_updates = progress.forgiven_updates
         self.games_seed = progress.games_seed
+        self._noise_round = progress.noise_round
         if not (self.cfg.checkpoint.exact_resume and self.collector.synchronous):
             # The games in progress were not saved: new games, on new seeds.
             self.games_seed = int(self.rng.integers(0, MAX_SEED))

@@ -22,6 +22,7 @@ CASES = [
     ("agent.exploration_fraction=0", "agent.exploration_fraction"),
     ("agent=rainbow agent.munchausen=true", "agent.munchausen needs scalar Q-values"),
     ("agent=double_dqn agent.munchausen=true", "set agent.double_q=false"),
+    ("agent.munchausen=true agent.n_step=3", "set agent.n_step=1"),
     ("agent.random_shift_pad=-1", "agent.random_shift_pad must be >= 0"),
     ("hw.num_envs=0", "hw.num_envs must be >= 1"),
     ("hw.precision=fp8", "hw.precision"),

@@ -53,13 +53,20 @@ def test_updates_propagate_and_repeated_indices_keep_the_last_value():
 
 
 def sampleable(buf) -> set[int]:
-    """Brute force: slots holding a finished transition whose whole history is still there."""
+    """Brute force: slots holding a finished transition whose whole history is still there and
+    whose n steps are all stored, unless its episode ended before them."""
     out = set()
     for env in range(buf.num_envs):
         oldest = buf.pos[env] - buf.written[env] + 1
+        newest = buf.pos[env]
         for slot in range(buf.slots_per_env):
             age = (slot - oldest) % buf.slots_per_env
-            if age < buf.written[env] and age >= buf.stack - 1 and buf.valid[env, slot]:
+            if not (age < buf.written[env] and age >= buf.stack - 1 and buf.valid[env, slot]):
+                continue
+            ahead = (newest - slot) % buf.slots_per_env
+            steps = [(slot + j) % buf.slots_per_env for j in range(min(ahead, buf.n_step))]
+            ended = buf.episode_start[env, newest] or any(buf.dones[env, k] for k in steps)
+            if ahead >= buf.n_step or ended:
                 out.add(env * buf.slots_per_env + slot)
     return out
 
@@ -109,7 +116,37 @@ def test_priorities_follow_td_errors_and_weights_correct_for_them():
     # (N P)^-1 normalised: the heavy transition (P = 1/2) weighs 1/9 of a light one (P = 1/18).
     assert np.allclose(weights[heavy], 1 / 9, rtol=1e-4) and np.allclose(weights[~heavy], 1.0)
     new = buf.add([0], [0], [0.0], [False], np.full((1, 4), 99, np.float32))
-    assert buf.tree.get(new)[0] == pytest.approx(9.0)  # max priority seen so far
+    assert buf.tree.get(new)[0] == pytest.approx(9.0)  # the largest priority held now
+
+
+def test_new_transitions_get_the_current_largest_priority_not_the_all_time_one():
+    """An outlier's priority, once lowered, no longer sets the priority of new transitions."""
+    buf = PrioritizedFrameReplayBuffer(64, 1, (4,), np.float32, CPU, stacked=False, alpha=1.0)
+    buf.start_episodes([0], np.zeros((1, 4), np.float32))
+
+    def add():
+        return buf.add([0], [0], [0.0], [False], np.ones((1, 4), np.float32))
+
+    slots = np.concatenate([add() for _ in range(4)])
+    buf.update_priorities(slots, np.array([0.5, 100.0, 0.5, 0.5]))  # one outlier
+    assert buf.tree.get(add())[0] == pytest.approx(100.0)
+    slots = np.concatenate([slots, [slots[-1] + 1]])
+    buf.update_priorities(slots, np.array([0.5, 2.0, 0.5, 0.5, 0.5]))  # replayed: error fell
+    assert buf.tree.get(add())[0] == pytest.approx(2.0, rel=1e-5)  # the tree's maximum now
+
+
+def test_sum_tree_keeps_the_current_maximum():
+    tree = SumTree(5)
+    assert tree.max == 0.0
+    tree.set(np.arange(5), [1.0, 7.0, 2.0, 3.0, 0.5])
+    assert tree.max == 7.0
+    tree.set(np.array([1]), 0.25)
+    assert tree.max == 3.0
+    tree.set(np.array([3, 3]), np.array([9.0, 1.0]))  # a repeated index keeps its last value
+    assert tree.max == 2.0
+    tree.maxima[:] = 0.0
+    tree.rebuild()
+    assert tree.max == 2.0
 
 
 def test_rebuild_recomputes_the_sums_from_the_leaves():

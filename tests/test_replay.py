@@ -5,7 +5,12 @@ import pytest
 import torch
 
 from dqn.config import ConfigError
-from dqn.replay import FrameReplayBuffer, plan_capacity, transition_bytes
+from dqn.replay import (
+    FrameReplayBuffer,
+    PrioritizedFrameReplayBuffer,
+    plan_capacity,
+    transition_bytes,
+)
 from dqn.returns import n_step_return
 
 CPU = torch.device("cpu")
@@ -144,6 +149,37 @@ def test_unfinished_and_final_slots_are_never_sampled():
     buf.start_episodes([0], stack.reset(np.array([9], np.uint8))[None])
     drawn = set(buf.sample_indices(500, np.random.default_rng(0)).tolist())
     assert drawn == set(slots) - {0}  # slot 0 is among the S-1 oldest; 3 is final, 4 unfinished
+
+
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_n_step_transitions_wait_until_their_n_steps_are_known(prioritized):
+    """With 3-step returns the two newest transitions of a game in progress are never drawn (a
+    shortened return would train them); a done, or a new game after a truncation, closes every
+    window before it."""
+    kind = PrioritizedFrameReplayBuffer if prioritized else FrameReplayBuffer
+    buf = kind(32, 1, (1,), np.float32, CPU, stacked=False, n_step=3, gamma=0.5)
+    rng = np.random.default_rng(0)
+
+    def drawn():
+        return set(buf.sample(256, rng).indices.tolist())
+
+    buf.start_episodes([0], np.zeros((1, 1), np.float32))
+    slots = [
+        int(buf.add([0], [0], [1.0], [False], np.full((1, 1), i, np.float32))[0])
+        for i in range(1, 6)
+    ]
+    assert drawn() == set(slots[:3])
+    batch = buf.get(np.array(slots[:3]))
+    assert batch.rewards.tolist() == [1.75] * 3 and batch.discounts.tolist() == [0.125] * 3
+    slots.append(int(buf.add([0], [0], [1.0], [True], np.full((1, 1), 6, np.float32))[0]))
+    assert drawn() == set(slots)  # the game ended: the last three are final at 3, 2, 1 steps
+    buf.start_episodes([0], np.zeros((1, 1), np.float32))
+    late = [
+        int(buf.add([0], [0], [1.0], [False], np.full((1, 1), i, np.float32))[0]) for i in range(2)
+    ]
+    assert drawn() == set(slots)  # the new game's two transitions wait for their third step
+    buf.start_episodes([0], np.zeros((1, 1), np.float32))  # the game was truncated
+    assert drawn() == set(slots) | set(late)
 
 
 def test_vector_observations_are_stored_whole():

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -45,18 +46,28 @@ def kill_after_first_checkpoint(proc, run_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("agent", ["dqn", "rainbow"])
-def test_killed_run_resumed_equals_the_uninterrupted_run(tmp_path, agent):
+@pytest.mark.parametrize(
+    ("agent", "num_envs", "interval"),
+    [
+        ("dqn", 2, 2000),
+        ("rainbow", 2, 2000),
+        # One env, checkpoint at 2,002: (2002 - 500) % 4 = 2, so the first step after the
+        # resume owes no update, and noisy nets must not redraw their acting noise there.
+        ("rainbow", 1, 2002),
+    ],
+)
+def test_killed_run_resumed_equals_the_uninterrupted_run(tmp_path, agent, num_envs, interval):
     """With `checkpoint.exact_resume` and the replay saved, a 4,000-step run killed after its
-    checkpoint at 2,000 steps and resumed with `resume=<dir>` to 4,000 logs exactly the losses
-    and returns of the same run left alone."""
+    first checkpoint and resumed with `resume=<dir>` to 4,000 logs exactly the losses and
+    returns of the same run left alone."""
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     args = [
-        *SHORT,
+        *[arg for arg in SHORT if not arg.startswith("hw.num_envs=")],
+        f"hw.num_envs={num_envs}",
         f"agent={agent}",
         "checkpoint.save_replay=true",
         "total_steps=4000",
-        "checkpoint.interval_steps=2000",
+        f"checkpoint.interval_steps={interval}",
         "checkpoint.exact_resume=true",
     ]
     result = run_train([*args, f"hydra.run.dir={whole}"], cwd=tmp_path)
@@ -68,7 +79,7 @@ def test_killed_run_resumed_equals_the_uninterrupted_run(tmp_path, agent):
     for tag in ("losses/td_loss", "losses/q_values", "charts/episodic_return"):
         assert scalars(cut, tag) == scalars(whole, tag), tag  # same steps, same values
     summary = json.loads((cut / "summary.json").read_text())
-    assert len(summary["resumes"]) == 1 and 2000 <= summary["resumes"][0] <= 2001  # 2 envs
+    assert len(summary["resumes"]) == 1 and interval <= summary["resumes"][0] <= interval + 1
     assert summary["env_steps"] >= 4000
     assert summary["updates"] == json.loads((whole / "summary.json").read_text())["updates"]
     assert list(cut.glob(".hydra/resumed_*/overrides.yaml"))  # the original .hydra is kept
@@ -147,6 +158,55 @@ def test_noisy_nets_redraw_their_noise_while_a_resumed_run_refills(tmp_path):
     assert resumed.updates == updates  # still refilling: no update yet
     assert 90 <= len(draws) <= 101  # ~400 steps / train_freq 4
     assert all(not torch.equal(a, b) for a, b in itertools.pairwise(draws))
+
+
+def short_trainer(run_dir, *overrides):
+    """A Trainer of SHORT's CartPole run in this process."""
+    from conftest import compose_config
+    from dqn.config import load_run_config
+    from dqn.trainer import Trainer
+
+    return Trainer(load_run_config(compose_config([*SHORT, *overrides])), run_dir)
+
+
+def test_a_handler_that_exits_waits_for_the_step_boundary(tmp_path):
+    """A scheduler's handler that ends the process (submitit's requeue on SIGUSR2 raises
+    SystemExit) runs between steps, never inside an update, so `last.pt` is whole: its update
+    count is that of the updates that ran to their end."""
+
+    def requeue(signum, frame):
+        raise SystemExit(-1)
+
+    previous = signal.signal(signal.SIGUSR2, requeue)
+    trainer = short_trainer(tmp_path / "run", "total_steps=3000")
+    real_update = trainer.agent.update
+    calls, finished = [], []
+
+    def update(batch):
+        calls.append(1)
+        if len(calls) == 20:
+            os.kill(os.getpid(), signal.SIGUSR2)  # arrives in the middle of this update
+        result = real_update(batch)
+        finished.append(1)
+        return result
+
+    trainer.agent.update = update
+    try:
+        with pytest.raises(SystemExit):
+            trainer.train()
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+        trainer.close()
+    assert len(calls) == len(finished) >= 20
+    saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert saved.updates == len(finished) and saved.env_steps < 3000
+    assert signal.getsignal(signal.SIGUSR2) is previous
+
+
+def test_exact_resume_without_the_replay_is_warned_about(tmp_path, caplog):
+    trainer = short_trainer(tmp_path / "run", "total_steps=1000", "checkpoint.exact_resume=true")
+    trainer.close()
+    assert "without checkpoint.save_replay=true a resumed run refills" in caplog.text
 
 
 @pytest.mark.slow
