@@ -1,16 +1,27 @@
 # One-command set-up: every target below installs the project into .venv first.
-# TORCH pins the PyTorch wheel; on a GPU machine `make train TORCH=torch` keeps pip's CUDA build.
+# TORCH is the PyTorch requirement handed to pip, which takes the build its package index offers
+# (on PyPI for Linux a CUDA build); `make train TORCH=<requirement>` asks for another.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TORCH_SPEC := $(VENV)/.torch-spec
 
-.PHONY: setup train test test-fast lint typecheck bench clean
+.PHONY: setup train test test-fast lint typecheck bench clean FORCE
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# .venv/.torch-spec holds the TORCH of the last install. A different TORCH rewrites it, which
+# leaves the stamp older than it, so the project is installed again with the new one.
+ifneq ($(strip $(TORCH)),$(strip $(shell cat $(TORCH_SPEC) 2>/dev/null)))
+$(TORCH_SPEC): FORCE
+endif
+$(TORCH_SPEC):
+	mkdir -p $(VENV)
+	echo '$(TORCH)' > $(TORCH_SPEC)
+
+$(STAMP): pyproject.toml $(TORCH_SPEC)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH)" -e ".[test,lint]"
 	touch $(STAMP)
@@ -41,3 +52,5 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+FORCE:

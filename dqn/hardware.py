@@ -4,6 +4,7 @@ that keeps updates fast on a CPU."""
 from __future__ import annotations
 
 import ctypes
+import inspect
 import logging
 
 import torch
@@ -26,9 +27,10 @@ def resolve_device(
                 f"{cpu}, or install a CUDA build of PyTorch on a machine with an NVIDIA GPU."
             )
         device = torch.device(name)
-        if (device.index or 0) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        if (device.index or 0) >= count:
             raise ConfigError(
-                f"{key}={name} but only {torch.cuda.device_count()} CUDA device(s) exist."
+                f"{key}={name} but only {count} CUDA device(s) exist here: use {key}=cuda:0."
             )
     elif name == "mps":
         if not torch.backends.mps.is_available():
@@ -43,14 +45,26 @@ def resolve_device(
     return device
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX), read on Linux."""
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX), read from the flags
+    line of Linux's `cpuinfo`; False where there is no such file."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             flags = next((line for line in f if line.startswith("flags")), "").split()
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """True when the CUDA device computes bfloat16 natively (compute capability 8.0 and up, or
+    a ROCm GPU). `torch.cuda.is_bf16_supported()` with its default arguments also answers True
+    where bfloat16 is only emulated (a T4), which is slower there than float16."""
+    if "including_emulation" not in inspect.signature(torch.cuda.is_bf16_supported).parameters:
+        # Older PyTorch releases lack the argument: read the compute capability directly.
+        return bool(torch.version.hip) or torch.cuda.get_device_capability(device)[0] >= 8
+    with torch.cuda.device(device):  # the function answers for the current device
+        return torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def resolve_precision(precision: Precision, device: torch.device) -> Precision:
@@ -58,7 +72,7 @@ def resolve_precision(precision: Precision, device: torch.device) -> Precision:
     if precision != Precision.auto:
         return precision
     if device.type == "cuda":
-        chosen = Precision.bf16 if torch.cuda.is_bf16_supported() else Precision.fp16
+        chosen = Precision.bf16 if cuda_has_native_bf16(device) else Precision.fp16
     elif device.type == "cpu" and cpu_has_native_bf16():
         chosen = Precision.bf16
     else:

@@ -102,24 +102,25 @@ def stop_signals() -> Iterator[Signals]:
         yield signals
         return
 
+    previous = {int(signum): signal.getsignal(signum) for signum in HANDLED_SIGNALS}
+    others: dict[int, Callable[..., Any]] = {}  # handlers someone else installed
+
     def record_stop(signum: int, frame: object) -> None:
         signals.stop = signals.stop or signal.Signals(signum).name
 
     def defer(signum: int, frame: object) -> None:
-        signals.deferred.append((signum, previous[signum]))
+        signals.deferred.append((signum, others[signum]))
 
-    previous = {signum: signal.getsignal(signum) for signum in HANDLED_SIGNALS}
-    ours = {}
+    ours: dict[int, Callable[[int, Any], None]] = {}
     for signum, handler in previous.items():
-        if handler in (signal.default_int_handler, signal.SIG_DFL) and signum in (
-            signal.SIGINT,
-            signal.SIGTERM,
-        ):
-            ours[signum] = record_stop
-        elif callable(handler) and handler is not signal.default_int_handler:
+        if handler in (signal.default_int_handler, signal.SIG_DFL):
+            if signum in (signal.SIGINT, signal.SIGTERM):
+                ours[signum] = record_stop
+        elif callable(handler):
+            others[signum] = handler
             ours[signum] = defer
-    for signum, handler in ours.items():
-        signal.signal(signum, handler)
+    for signum, ours_handler in ours.items():
+        signal.signal(signum, ours_handler)
     try:
         yield signals
     finally:

@@ -32,6 +32,30 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
+# The config groups a user picks from: conf/<group>/ directories, and Hydra's launcher group
+# (its options from conf/hydra/launcher/ and from the installed launcher plugins).
+GROUPS = ("env", "agent", "network", "hw", "experiment", "hparams_search")
+LAUNCHER_PLUGINS = ("joblib", "submitit_local")
+
+
+def hydra_group_options(group: str) -> list[str]:
+    """Every option Hydra can select for `group` here: files in conf/, installed plugins' configs
+    and the schemas registered in dqn/config.py."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from dqn.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
+
+
+def launcher_options() -> list[str]:
+    """The launchers a sweep may name: the installed plugins and conf/hydra/launcher/ files."""
+    return sorted([*LAUNCHER_PLUGINS, *group_options("hydra/launcher")])
+
+
 def run_train(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run scripts/train.py in a subprocess (a real Hydra launch) and capture its output."""
     return subprocess.run(
