@@ -1,6 +1,6 @@
 """The DQN agent: online and target Q-networks, acting, and the TD update, with the Rainbow
 components as switches (Double-Q targets, n-step returns from the replay, prioritized-replay
-weights, noisy nets, C51 return distributions), Munchausen targets and DrQ's random shifts."""
+weights, noisy nets, C51 return distributions), Munchausen targets and DrQ's augmentations."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dqn.augmentation import random_shift
+from dqn.augmentation import random_intensity, random_shift
 from dqn.config import AgentConfig, Loss, Precision
-from dqn.networks import reset_noise
+from dqn.networks import initial_weights, reset_noise
 from dqn.replay import ReplaySamples
 from dqn.returns import categorical_projection, munchausen_target, td_target
 
@@ -52,17 +52,33 @@ class DQNAgent:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # Module.to takes memory_format (PyTorch's documentation); its type stubs leave it out.
         self.q_net = q_net.to(device, memory_format=self.memory_format)  # type: ignore[call-overload]
-        self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
+        # agent.target_update_interval=0: no separate target network; TD targets bootstrap
+        # from the online network (DrQ(eps)'s target period of one update), which also lets
+        # Double-Q's choice of the next action reuse the same forward pass.
+        self.shared_target = cfg.target_update_interval == 0
+        self.target_net = (
+            self.q_net if self.shared_target else copy.deepcopy(self.q_net).requires_grad_(False)
+        )
         # The update's forward passes, compiled when asked (CUDA graphs: "reduce-overhead").
         self.online_fn, self.target_fn = self.q_net, self.target_net
         if compile_mode is not None:
             self.online_fn = torch.compile(self.q_net, mode=compile_mode)
-            self.target_fn = torch.compile(self.target_net, mode=compile_mode)
+            self.target_fn = (
+                self.online_fn
+                if self.shared_target
+                else torch.compile(self.target_net, mode=compile_mode)
+            )
         # The fused Adam kernel: one pass over the parameters, faster than multi-tensor Adam on
         # the CPU (docs/performance.md). Other devices: multi-tensor.
         fused = device.type in ("cuda", "cpu")
-        self.optimizer = torch.optim.Adam(
-            self.q_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=fused, foreach=not fused
+        # With agent.weight_decay, AdamW's decoupled decay (Loshchilov & Hutter 2019; BBF).
+        self.optimizer = torch.optim.AdamW(
+            self.q_net.parameters(),
+            lr=cfg.lr,
+            eps=cfg.adam_eps,
+            weight_decay=cfg.weight_decay,
+            fused=fused,
+            foreach=not fused,
         )
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == Precision.fp16)
         self.support = torch.linspace(cfg.v_min, cfg.v_max, cfg.num_atoms, device=device)
@@ -115,11 +131,15 @@ class DQNAgent:
         (no host sync)."""
         if self.cfg.noisy_nets:
             reset_noise(self.q_net)
-            reset_noise(self.target_net)
+            if not self.shared_target:
+                reset_noise(self.target_net)
         obs, next_obs = batch.observations, batch.next_observations
         if self.cfg.random_shift_pad and obs.dim() == 4:  # each augmented on its own, as DrQ
             obs = random_shift(obs, self.cfg.random_shift_pad)
             next_obs = random_shift(next_obs, self.cfg.random_shift_pad)
+        if self.cfg.intensity_scale and obs.dim() == 4:
+            obs = random_intensity(obs, self.cfg.intensity_scale)
+            next_obs = random_intensity(next_obs, self.cfg.intensity_scale)
         obs, next_obs = self._prepare(obs), self._prepare(next_obs)
         next_online: torch.Tensor | None = None  # Double-Q's choice of the next action
         q_target: torch.Tensor | None = None  # Munchausen's log-policy of the actions taken
@@ -136,7 +156,9 @@ class DQNAgent:
                 else:
                     next_target = self.target_fn(next_obs).float()
                 if self.cfg.double_q and next_online is None:
-                    next_online = self.online_fn(next_obs).float()
+                    next_online = (
+                        next_target if self.shared_target else self.online_fn(next_obs).float()
+                    )
         rows = torch.arange(len(batch.actions), device=self.device)
         if self.cfg.distributional:
             with torch.no_grad():
@@ -195,14 +217,38 @@ class DQNAgent:
         """Draw new noise for the online network's noisy layers (the acting noise)."""
         reset_noise(self.q_net)
 
+    @torch.no_grad()
+    def reset_parameters(self, shrink: float) -> None:
+        """Shrink and perturb (Ash & Adams 2020), as SR-SPR and BBF reset: the head's weights
+        are drawn afresh, the torso's move to `shrink * theta + (1 - shrink) * theta_fresh`
+        (1 keeps the torso, as the primacy-bias resets of the last layers), Adam's moments
+        start over, and the target network takes the new weights."""
+        fresh = initial_weights(self.q_net)
+        for name, param in self.q_net.named_parameters():
+            keep = shrink if name.startswith("torso.") else 0.0
+            param.lerp_(fresh[name], 1.0 - keep)
+        self.optimizer.state.clear()
+        if not self.shared_target:
+            self.target_net.load_state_dict(self.q_net.state_dict())
+
     def set_lr(self, lr: float) -> None:
         """Set the optimizer's learning rate (for schedules)."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
+    @torch.no_grad()
     def sync_target(self) -> None:
-        """Copy the online network's weights into the target network."""
-        self.target_net.load_state_dict(self.q_net.state_dict())
+        """Move the target network to the online one: a copy with `agent.tau` = 1, else
+        Polyak averaging, target <- tau * online + (1 - tau) * target (buffers copied)."""
+        if self.shared_target:
+            return
+        if self.cfg.tau == 1.0:
+            self.target_net.load_state_dict(self.q_net.state_dict())
+            return
+        target = list(self.target_net.parameters())
+        torch._foreach_lerp_(target, list(self.q_net.parameters()), self.cfg.tau)
+        for mine, theirs in zip(self.target_net.buffers(), self.q_net.buffers(), strict=True):
+            mine.copy_(theirs)
 
     def state_dict(self) -> dict:
         """Networks, optimizer and gradient-scaler state (tensors and plain containers only)."""

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -128,6 +128,7 @@ class AgentConfig:
     lr: float = 1e-4
     lr_schedule: LearningRateSchedule = LearningRateSchedule.constant
     adam_eps: float = 1e-8
+    weight_decay: float = 0.0  # AdamW's decoupled decay per update (times lr); 0 = plain Adam
     gamma: float = 0.99
     n_step: int = 1  # n-step returns (Rainbow: 3)
     batch_size: int = 32
@@ -135,7 +136,10 @@ class AgentConfig:
     learning_starts: int = 80_000  # env steps collected before the first update
     train_freq: int = 4  # env steps between update rounds
     gradient_steps: int = 1  # updates per round
-    target_update_interval: int = 1_000  # env steps between target-network syncs
+    # Env steps between target-network syncs; 0 = no target network: targets bootstrap from
+    # the online network (DrQ(eps)'s target period of one update).
+    target_update_interval: int = 1_000
+    tau: float = 1.0  # each sync: target <- tau * online + (1 - tau) * target (1 = a copy)
     exploration_schedule: ExplorationSchedule = ExplorationSchedule.linear
     exploration_initial_eps: float = 1.0
     exploration_final_eps: float = 0.01
@@ -168,6 +172,14 @@ class AgentConfig:
     # DrQ (Kostrikov et al. 2021): each sampled observation and next observation is shifted at
     # random by up to this many pixels (edges repeated); 0 turns it off. DrQ uses 4 on Atari.
     random_shift_pad: int = 0
+    # Periodic resets (Nikishin et al. 2022; shrink and perturb as SR-SPR and BBF): every
+    # reset_interval updates the head is drawn afresh and the torso moves to reset_shrink *
+    # itself + (1 - reset_shrink) * fresh weights; Adam starts over. 0 = never.
+    reset_interval: int = 0
+    reset_shrink: float = 1.0  # 1 keeps the torso (resets of the last layers only)
+    # DrQ's intensity augmentation: each sampled stack times 1 + scale * clip(N(0, 1), -2, 2);
+    # 0 turns it off. DrQ uses 0.05.
+    intensity_scale: float = 0.0
 
     def head_kwargs(self) -> dict:
         """What the agent's switches ask of the network's head (`dqn.networks.QHead`)."""
@@ -200,6 +212,11 @@ class AgentConfig:
             f"({self.v_min}) must be below agent.v_max ({self.v_max}).",
         )
         _check(self.adam_eps > 0, "agent.adam_eps", f"must be > 0, got {self.adam_eps}.")
+        _check(
+            self.weight_decay >= 0,
+            "agent.weight_decay",
+            f"must be >= 0, got {self.weight_decay}.",
+        )
         _check(0 < self.gamma <= 1, "agent.gamma", f"must be in (0, 1], got {self.gamma}.")
         _check(self.n_step >= 1, "agent.n_step", f"must be >= 1, got {self.n_step}.")
         _check(self.batch_size >= 1, "agent.batch_size", f"must be >= 1, got {self.batch_size}.")
@@ -220,10 +237,11 @@ class AgentConfig:
             f"must be >= 1, got {self.gradient_steps}.",
         )
         _check(
-            self.target_update_interval >= 1,
+            self.target_update_interval >= 0,
             "agent.target_update_interval",
-            f"must be >= 1, got {self.target_update_interval}.",
+            f"must be >= 0 (0: no target network), got {self.target_update_interval}.",
         )
+        _check(0 < self.tau <= 1, "agent.tau", f"must be in (0, 1], got {self.tau}.")
         for key in ("exploration_initial_eps", "exploration_final_eps"):
             value = getattr(self, key)
             _check(0 <= value <= 1, f"agent.{key}", f"must be in [0, 1], got {value}.")
@@ -279,6 +297,21 @@ class AgentConfig:
             "agent.random_shift_pad",
             f"must be >= 0, got {self.random_shift_pad}.",
         )
+        _check(
+            self.reset_interval >= 0,
+            "agent.reset_interval",
+            f"must be >= 0 (0: never), got {self.reset_interval}.",
+        )
+        _check(
+            0 <= self.reset_shrink <= 1,
+            "agent.reset_shrink",
+            f"must be in [0, 1], got {self.reset_shrink}.",
+        )
+        _check(
+            0 <= self.intensity_scale <= 0.5,
+            "agent.intensity_scale",
+            f"must be in [0, 0.5], got {self.intensity_scale}.",
+        )
 
 
 @dataclass
@@ -295,6 +328,15 @@ class NatureCNNConfig:
             "network.features_dim",
             f"must be >= 1, got {self.features_dim}.",
         )
+
+
+@dataclass
+class DataEfficientCNNConfig(NatureCNNConfig):
+    """Data-efficient Rainbow's torso (van Hasselt et al. 2019): two 5x5/5 convolutions and a
+    256-unit layer (uint8 input)."""
+
+    _target_: str = "dqn.networks.DataEfficientCNN"
+    features_dim: int = 256
 
 
 @dataclass
@@ -392,6 +434,9 @@ class CheckpointConfig:
     # save_replay a resumed run continues bit for bit. false: checkpoints leave the games alone
     # and a resumed run starts new games (as SB3 and CleanRL do).
     exact_resume: bool = False
+    # false: a run that finishes deletes its replay snapshot (a suite of finished runs need not
+    # keep one per run); extending it later refills the replay.
+    keep_replay: bool = True
 
     def __post_init__(self) -> None:
         _check(
@@ -437,8 +482,9 @@ class RunConfig:
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
-NETWORK_SCHEMAS: dict[str, type[NatureCNNConfig] | type[MLPConfig]] = {
+NETWORK_SCHEMAS: dict[str, type[NatureCNNConfig | DataEfficientCNNConfig | MLPConfig]] = {
     "nature_cnn": NatureCNNConfig,  # conf/network/dueling_cnn.yaml is this with dueling on
+    "der_cnn": DataEfficientCNNConfig,
     "mlp": MLPConfig,
 }
 
@@ -505,15 +551,21 @@ def load_run_config(cfg: DictConfig) -> RunConfig:
     return run
 
 
+def config_dict(run: RunConfig) -> dict[str, Any]:
+    """A run's configuration as plain containers (for checkpoints and TensorBoard)."""
+    container = OmegaConf.to_container(OmegaConf.structured(run), enum_to_str=True)
+    return cast(dict[str, Any], container)  # a structured config's container is a dict
+
+
 def check_network_target(network: object) -> None:
     """Refuse a network config whose `_target_` is not one of ours (it names code to run)."""
     if (
-        not isinstance(network, NatureCNNConfig | MLPConfig)
+        not isinstance(network, NatureCNNConfig | DataEfficientCNNConfig | MLPConfig)
         or network._target_ != type(network)._target_
     ):
         raise ConfigError(
             f"network._target_={getattr(network, '_target_', None)!r} is not one of this "
-            "project's networks: choose network=nature_cnn, dueling_cnn or mlp."
+            "project's networks: choose network=nature_cnn, dueling_cnn, der_cnn or mlp."
         )
 
 

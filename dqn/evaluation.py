@@ -11,7 +11,14 @@ import torch
 
 from dqn.agent import DQNAgent
 from dqn.checkpoint import PolicyFile, RunRecord, load_checkpoint
-from dqn.config import ConfigError, EnvBackend, EnvKind, RunConfig, run_config_from_dict
+from dqn.config import (
+    ConfigError,
+    EnvBackend,
+    EnvConfig,
+    EnvKind,
+    RunConfig,
+    run_config_from_dict,
+)
 from dqn.envs import Episode, EpisodeTracker, action_count, make_vector_env, observation_format
 from dqn.networks import NOISE_PARAMETERS, build_network
 from dqn.video import BestGameVideo, EpisodeRecorder
@@ -197,15 +204,35 @@ def evaluate_checkpoint(
         result = evaluate(agent, env, protocol.episodes, protocol.epsilon, protocol.seed, recorder)
     finally:
         env.close()
+    figures = eval_figures(
+        result,
+        run.env,
+        protocol,
+        source=str(path),
+        env_steps=record.env_steps,
+        training_hours=record.training_hours,
+    )
+    return {**({"video": str(video)} if video is not None else {}), **figures}
+
+
+def eval_figures(
+    result: EvalResult,
+    env: EnvConfig,
+    protocol: EvalProtocol,
+    *,
+    source: str,
+    env_steps: int,
+    training_hours: float | None,
+) -> dict:
+    """The figures of an evaluation as `scripts/evaluate.py` and a run's `final.eval.json`
+    write them: the scores, the agent's age, and the protocol that produced them."""
     returns = result.returns
     return {
-        **({"video": str(video)} if video is not None else {}),
-        "checkpoint": str(path),
-        "env": run.env.id,
-        "env_steps": record.env_steps,
-        "env_frames": record.env_steps
-        * (run.env.frame_skip if run.env.kind == EnvKind.atari else 1),
-        "training_hours": record.training_hours,
+        "checkpoint": source,
+        "env": env.id,
+        "env_steps": env_steps,
+        "env_frames": env_steps * (env.frame_skip if env.kind == EnvKind.atari else 1),
+        "training_hours": training_hours,
         "mean": float(returns.mean()),
         "std": float(returns.std()),
         "min": float(returns.min()),
@@ -215,7 +242,7 @@ def evaluate_checkpoint(
         "returns": returns.tolist(),
         "protocol": {
             **asdict(protocol),
-            "frame_skip": run.env.frame_skip,
+            "frame_skip": env.frame_skip,
             "terminal_on_life_loss": False,
             "scores": "raw game score of whole games (all lives), rewards not clipped",
         },

@@ -7,6 +7,7 @@ picks the torso, the agent's switches pick the head.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -39,16 +40,25 @@ class NoisyLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, std_init: float = 0.5):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        bound = 1.0 / math.sqrt(in_features)
-        self.weight_mu = nn.Parameter(
-            torch.empty(out_features, in_features).uniform_(-bound, bound)
-        )
-        self.weight_sigma = nn.Parameter(torch.full((out_features, in_features), std_init * bound))
-        self.bias_mu = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
-        self.bias_sigma = nn.Parameter(torch.full((out_features,), std_init * bound))
+        self.std_init = std_init
+        self.weight_mu = nn.Parameter(torch.empty(out_features, in_features))
+        self.weight_sigma = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias_mu = nn.Parameter(torch.empty(out_features))
+        self.bias_sigma = nn.Parameter(torch.empty(out_features))
         self.register_buffer("noise_in", torch.zeros(in_features))
         self.register_buffer("noise_out", torch.zeros(out_features))
+        self.reset_parameters()
         self.reset_noise()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Draw the initial weights: means uniform in +-1/sqrt(fan-in), scales std_init times
+        that bound (Fortunato et al. 2018's factorised initialisation)."""
+        bound = 1.0 / math.sqrt(self.in_features)
+        self.weight_mu.uniform_(-bound, bound)
+        self.bias_mu.uniform_(-bound, bound)
+        self.weight_sigma.fill_(self.std_init * bound)
+        self.bias_sigma.fill_(self.std_init * bound)
 
     @property
     def weight_epsilon(self) -> torch.Tensor:
@@ -128,6 +138,17 @@ def _output_layer(stream: nn.Sequential, features: torch.Tensor) -> torch.Tensor
         return stream[2](hidden.float())
 
 
+def initial_weights(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Freshly initialised weights for `module`'s parameters (each layer's own
+    `reset_parameters`, from torch's global generator), by name; `module` is left as it is."""
+    fresh = copy.deepcopy(module)
+    for layer in fresh.modules():
+        reset = getattr(layer, "reset_parameters", None)
+        if layer is not fresh and callable(reset):
+            reset()
+    return dict(fresh.named_parameters())
+
+
 def reset_noise(module: nn.Module) -> None:
     """Redraw the noise of every `NoisyLinear` in `module` (nothing if it has none)."""
     for layer in module.modules():
@@ -141,6 +162,9 @@ class NatureCNN(nn.Module):
     Takes uint8 frames of shape (stack, height, width) and scales them to [0, 1] itself, so
     the replay buffer keeps 1-byte pixels.
     """
+
+    # (output channels, kernel size, stride) of each convolution, each followed by a ReLU.
+    CONVOLUTIONS: tuple[tuple[int, int, int], ...] = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
 
     def __init__(
         self,
@@ -158,15 +182,12 @@ class NatureCNN(nn.Module):
                 f"NatureCNN needs image observations (stack, height, width), got shape "
                 f"{tuple(obs_shape)}: use network=mlp for vector observations"
             )
-        self.torso = nn.Sequential(
-            nn.Conv2d(obs_shape[0], 32, kernel_size=8, stride=4),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, kernel_size=4, stride=2),
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, stride=1),
-            nn.ReLU(),
-            nn.Flatten(),
-        )
+        layers: list[nn.Module] = []
+        channels = obs_shape[0]
+        for out_channels, kernel, stride in self.CONVOLUTIONS:
+            layers += [nn.Conv2d(channels, out_channels, kernel, stride), nn.ReLU()]
+            channels = out_channels
+        self.torso = nn.Sequential(*layers, nn.Flatten())
         with torch.no_grad():
             flat_dim = self.torso(torch.zeros(1, *obs_shape)).shape[1]
         self.head = QHead(flat_dim, features_dim, n_actions, dueling, noisy, num_atoms, noisy_std)
@@ -175,6 +196,14 @@ class NatureCNN(nn.Module):
         """Q-values (or return logits) for a batch of uint8 (or already float) frame stacks."""
         x = obs.float() / 255.0 if obs.dtype == torch.uint8 else obs
         return self.head(self.torso(x))
+
+
+class DataEfficientCNN(NatureCNN):
+    """Data-efficient Rainbow's smaller torso (van Hasselt et al. 2019): conv 32x5x5/5,
+    64x5x5/5, dense `features_dim` (256 there), output. Its two convolutions leave 3x3x64 = 576
+    features of an 84x84 input, against the Nature torso's 3136: far cheaper updates."""
+
+    CONVOLUTIONS = ((32, 5, 5), (64, 5, 5))
 
 
 class MLP(nn.Module):

@@ -7,13 +7,14 @@ difference is refused with the key's name (`check_same_run`).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from dqn.checkpoint import load_latest
-from dqn.config import ConfigError, RunConfig, run_config_from_dict
+from dqn.config import ConfigError, RunConfig, config_dict, run_config_from_dict
 from dqn.logger import flatten
 
 # What a resumed run may change: how long it runs, on what, and how it logs and saves. Any other
@@ -87,3 +88,23 @@ def check_same_run(saved: dict[str, Any], current: dict[str, Any], path: Path) -
                 f"{key}={new.get(key)!r}: resume with the same value, or start a new run "
                 "directory."
             )
+
+
+def finished_run(run_dir: Path, run: RunConfig) -> dict[str, Any] | None:
+    """The `summary.json` of the run in `run_dir` when it already ran to `run.total_steps`
+    with this config and ended on its own (so a restarted suite skips it); None when there is
+    no such run. ConfigError when the directory holds another run."""
+    summary_path = run_dir / "summary.json"
+    found = load_latest(run_dir / "checkpoints") if summary_path.exists() else None
+    if found is None:
+        return None
+    checkpoint, path = found
+    summary = json.loads(summary_path.read_text())
+    if (
+        summary.get("interrupted", True)
+        or summary.get("env_steps") != checkpoint.env_steps
+        or checkpoint.env_steps < run.total_steps
+    ):
+        return None
+    check_same_run(checkpoint.config, config_dict(run), path)
+    return summary

@@ -17,11 +17,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dqn.agent import DQNAgent
@@ -41,10 +40,16 @@ from dqn.config import (
     ExplorationSchedule,
     LearningRateSchedule,
     RunConfig,
+    config_dict,
 )
 from dqn.envs import Episode, action_count, make_vector_env, observation_format
-from dqn.evaluation import EvalResult, evaluate
-from dqn.hardware import keep_freed_memory, resolve_device, resolve_precision
+from dqn.evaluation import EvalProtocol, EvalResult, eval_figures, evaluate
+from dqn.hardware import (
+    flush_denormals,
+    keep_freed_memory,
+    resolve_device,
+    resolve_precision,
+)
 from dqn.logger import RunLogger
 from dqn.networks import build_network
 from dqn.replay import FrameReplayBuffer, PrioritizedFrameReplayBuffer, plan_capacity
@@ -137,6 +142,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         keep_freed_memory()
+        flush_denormals()
         self.device = resolve_device(cfg.hw.device, cfg.hw.precision)
         self.precision = resolve_precision(cfg.hw.precision, self.device)
         if cfg.hw.torch_threads:
@@ -307,10 +313,19 @@ class Trainer:
                     "%s at %d env steps: saving checkpoints/last.pt.", stopped_by, self.env_steps
                 )
             wall_seconds = self.wall_seconds_before + time.perf_counter() - started
+            eval_started = time.perf_counter()
             if stopped_by is None and self.last_eval_step != self.env_steps:
                 self.run_evaluation(logger)
-            self.save("last.pt", wall_seconds)  # a signal meanwhile waits until it is written
+            eval_seconds = time.perf_counter() - eval_started
+            # A finished run's replay is only needed to extend it later (checkpoint.keep_replay).
+            keep_replay = stopped_by is not None or self.cfg.checkpoint.keep_replay
+            self.save("last.pt", wall_seconds, with_replay=keep_replay)  # signals wait for it
+            if not keep_replay:
+                (self.checkpoint_dir / REPLAY_SNAPSHOT).unlink(missing_ok=True)
+            if stopped_by is None:
+                self.write_final_evaluation(wall_seconds)
             summary = self.summary(wall_seconds, signals.stop)
+            summary["final_eval_seconds"] = round(eval_seconds, 2)
         logger.hparams_result(
             self.config_dict(),
             {key: summary[key] for key in ("eval_return_mean", "best_eval_return", "env_steps")},
@@ -348,7 +363,9 @@ class Trainer:
                         "charts/episodic_return_first_life": episode.first_life_return,
                     },
                 )
-            if crossed(before, self.env_steps, cfg.agent.target_update_interval):
+            if cfg.agent.target_update_interval and crossed(
+                before, self.env_steps, cfg.agent.target_update_interval
+            ):
                 self.agent.sync_target()
 
             logger.advance(self.env_steps - before)
@@ -405,6 +422,9 @@ class Trainer:
                 self._metric_sums[key] = self._metric_sums.get(key, 0) + value
             self._metric_count += 1
             self.updates += 1
+            if a.reset_interval and self.updates % a.reset_interval == 0:
+                self.agent.reset_parameters(a.reset_shrink)
+                log.info("Reset at %d updates (torso shrink %.2f).", self.updates, a.reset_shrink)
         self._noise_round = (self.env_steps - a.learning_starts) // a.train_freq
 
     def redraw_idle_noise(self) -> None:
@@ -476,13 +496,39 @@ class Trainer:
     # ---- persistence -----------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
         """The run's configuration as plain containers (for checkpoints and TensorBoard)."""
-        config = OmegaConf.to_container(OmegaConf.structured(self.cfg), enum_to_str=True)
-        return cast(dict[str, Any], config)  # a structured config's container is a dict
+        return config_dict(self.cfg)
 
-    def save(self, name: str, wall_seconds: float | None = None) -> None:
+    def write_final_evaluation(self, wall_seconds: float) -> None:
+        """Write the final agent's evaluation as `final.eval.json`, in the format of
+        `scripts/evaluate.py` (what `scripts/aggregate.py` reads)."""
+        if self.last_eval is None:
+            return
+        c = self.cfg
+        protocol = EvalProtocol(
+            episodes=c.eval.episodes,
+            epsilon=c.eval.epsilon,
+            noop_max=c.env.noop_max,
+            max_episode_frames=c.env.max_episode_frames,
+            repeat_action_probability=c.env.repeat_action_probability,
+            num_envs=c.eval.num_envs,
+            seed=c.seed + EVAL_SEED_OFFSET,
+        )
+        figures = eval_figures(
+            self.last_eval,
+            c.env,
+            protocol,
+            source=str(self.checkpoint_dir / "last.pt"),
+            env_steps=self.env_steps,
+            training_hours=wall_seconds / 3600,
+        )
+        figures["seed"] = c.seed
+        (self.run_dir / "final.eval.json").write_text(json.dumps(figures, indent=2) + "\n")
+
+    def save(self, name: str, wall_seconds: float | None = None, with_replay: bool = True) -> None:
         """Write `checkpoints/<name>` atomically; `last.pt` keeps its predecessor as
-        `last.prev.pt`, and is preceded by the replay snapshot when `checkpoint.save_replay`.
-        A failed write (a full disk) raises CheckpointWriteError; the earlier files stay whole."""
+        `last.prev.pt`, and is preceded by the replay snapshot when `checkpoint.save_replay`
+        (and `with_replay`). A failed write (a full disk) raises CheckpointWriteError; the
+        earlier files stay whole."""
         path = self.checkpoint_dir / name
         if wall_seconds is None:
             wall_seconds = self.wall_seconds_before + (time.perf_counter() - self._started)
@@ -524,7 +570,7 @@ class Trainer:
         )
         writing = self.checkpoint_dir / REPLAY_SNAPSHOT
         try:
-            if name == "last.pt" and self.cfg.checkpoint.save_replay:
+            if name == "last.pt" and self.cfg.checkpoint.save_replay and with_replay:
                 save_arrays(
                     {**self.replay.state_dict(), "env_steps": np.array(self.env_steps)}, writing
                 )

@@ -27,7 +27,7 @@ from dqn.agent import DQNAgent
 from dqn.collector import Collector
 from dqn.config import EnvBackend, EnvConfig, Precision, compose_config, load_run_config
 from dqn.envs import make_vector_env
-from dqn.hardware import keep_freed_memory, resolve_precision
+from dqn.hardware import flush_denormals, keep_freed_memory, resolve_precision
 from dqn.logger import RunLogger
 from dqn.networks import NatureCNN
 from dqn.replay import FrameReplayBuffer
@@ -36,6 +36,15 @@ from dqn.trainer import Trainer
 GAME = "space_invaders"
 SB3_BYTES_PER_TRANSITION = 2 * 4 * 84 * 84  # obs + next_obs stacks (28,224 when optimized)
 ORIGINAL_BYTES_PER_TRANSITION = 2 * 4 * 84 * 84 * 4  # float32 state + next_state
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as `lscpu` prints it (Linux), for the record."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if "model name" in line), "")
+    except OSError:
+        return platform.processor()
 
 
 def interleaved(windows: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
@@ -169,12 +178,15 @@ E2E_OVERRIDES = [
 ]
 
 
-def ours_e2e_window(steps: int, learning_starts: int, overrides: list[str]) -> Callable[[], float]:
-    """Our trainer at the standard ratio, after `learning_starts` steps of warm-up."""
+def ours_e2e_window(
+    steps: int, learning_starts: int, overrides: list[str], base: list[str] = E2E_OVERRIDES
+) -> Callable[[], float]:
+    """Our trainer (at the standard ratio with `base`), after `learning_starts` steps of
+    warm-up."""
     cfg = load_run_config(
         compose_config(
             [
-                *E2E_OVERRIDES,
+                *base,
                 f"agent.learning_starts={learning_starts}",
                 f"total_steps={learning_starts + 1}",
                 *overrides,
@@ -240,6 +252,113 @@ def sb3_e2e_window(steps: int, learning_starts: int) -> Callable[[], float] | No
     return window
 
 
+# ---- Atari 100k: augmentation and the data-efficient update ---------------------------------
+def fancy_index_shift(frames: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """The random shift as one index with four broadcast arrays: what `shift_frames` replaced
+    (same output, tested), kept here as the reference it is timed against."""
+    batch, stack, height, width = frames.shape
+    rows = (torch.arange(height) + shifts[:, :1]).clamp(0, height - 1)
+    cols = (torch.arange(width) + shifts[:, 1:]).clamp(0, width - 1)
+    b = torch.arange(batch)[:, None, None, None]
+    s = torch.arange(stack)[None, :, None, None]
+    return frames[b, s, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def augmentation_window(kind: str, calls: int) -> Callable[[], float]:
+    """One augmentation of a batch of 32 uint8 stacks, `calls` times."""
+    from dqn.augmentation import random_intensity, shift_frames
+
+    frames = torch.randint(0, 256, (32, 4, 84, 84), dtype=torch.uint8)
+    shifts = torch.randint(-4, 5, (32, 2))
+    ops = {
+        "shift_fancy_index": lambda: fancy_index_shift(frames, shifts),
+        "shift_index_select": lambda: shift_frames(frames, shifts),
+        "intensity": lambda: random_intensity(frames, 0.05),
+    }
+    op = ops[kind]
+
+    def window() -> float:
+        start = time.perf_counter()
+        for _ in range(calls):
+            op()
+        return calls / (time.perf_counter() - start)
+
+    return window
+
+
+def atari100k_learner_window(
+    replay: FrameReplayBuffer, updates: int, overrides: list[str]
+) -> Callable[[], float]:
+    """Sample and update with `experiment=atari100k`'s agent and network (plus overrides)."""
+    from dqn.networks import build_network
+
+    run = load_run_config(compose_config(["experiment=atari100k", *overrides]))
+    torch.manual_seed(0)
+    network = build_network(run.network, (4, 84, 84), 6, **run.agent.head_kwargs())
+    precision = resolve_precision(run.hw.precision, torch.device("cpu"))
+    agent = DQNAgent(network, 6, run.agent, torch.device("cpu"), precision)
+    rng = np.random.default_rng(0)
+
+    def window() -> float:
+        start = time.perf_counter()
+        for _ in range(updates):
+            agent.update(replay.sample(32, rng))
+        return updates / (time.perf_counter() - start)
+
+    return window
+
+
+ATARI100K_UPDATES = {
+    "100k_no_augmentation": ["agent.random_shift_pad=0", "agent.intensity_scale=0"],
+    "100k_shift_only": ["agent.intensity_scale=0"],
+    "100k_preset": [],
+    "100k_features_256": ["network.features_dim=256"],
+    "100k_der_cnn": ["network=der_cnn", "network.dueling=true"],
+}
+
+
+def atari100k_section(repeats: int, updates: int, steps: int) -> dict[str, list[float]]:
+    """The Atari 100k preset's costs: each augmentation alone, updates with and without it and
+    with the smaller networks, and the whole run loop (one env, one update per step)."""
+    rates = interleaved(
+        {
+            kind: augmentation_window(kind, 10 * updates)
+            for kind in ("shift_fancy_index", "shift_index_select", "intensity")
+        },
+        repeats,
+    )
+    replay = filled_replay(10_000)
+    replay.n_step = 10
+    rates.update(
+        interleaved(
+            {
+                name: atari100k_learner_window(replay, updates, overrides)
+                for name, overrides in ATARI100K_UPDATES.items()
+            },
+            repeats,
+        )
+    )
+    base = [
+        "experiment=atari100k",
+        "env=pong",
+        "eval.interval_steps=1000000000",
+        "checkpoint.interval_steps=1000000000",
+        "checkpoint.save_replay=false",
+    ]
+    rates.update(
+        interleaved(
+            {
+                "100k_e2e_preset": ours_e2e_window(steps, 1600, [], base),
+                "100k_e2e_der_cnn": ours_e2e_window(
+                    steps, 1600, ["network=der_cnn", "network.dueling=true"], base
+                ),
+            },
+            repeats,
+        )
+    )
+    return rates
+
+
 # ---- memory ---------------------------------------------------------------------------------
 REPLAY_MEMORY_PROBE = """
 import numpy as np, torch
@@ -278,18 +397,49 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short windows, under 5 minutes")
     parser.add_argument("--json", type=Path, default=Path("outputs/benchmark.json"))
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument(
+        "--atari100k-only",
+        action="store_true",
+        help="only the Atari 100k section: augmentations, its updates, its run loop",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     keep_freed_memory()  # as the trainer does (the SB3 subprocess runs without it)
+    flush_denormals()
     repeats = args.repeats or (3 if args.quick else 5)
     env_steps, updates, e2e_steps = (2000, 100, 600) if args.quick else (5000, 300, 2000)
     learning_starts = 1000 if args.quick else 2000
     results: dict[str, object] = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}",
+        f"torch {torch.__version__}, {cpu_model()}",
         "quick": args.quick,
         "repeats": repeats,
     }
+
+    print("Atari 100k ...", file=sys.stderr)
+    small = atari100k_section(repeats, updates, e2e_steps)
+    small_med = {k: statistics.median(v) for k, v in small.items()}
+    results["atari100k"] = {"medians": small_med, "samples": small}
+    results["atari100k_ratios"] = {
+        "shift_index_select_vs_fancy_index": small_med["shift_index_select"]
+        / small_med["shift_fancy_index"],
+        "update_preset_vs_no_augmentation": small_med["100k_preset"]
+        / small_med["100k_no_augmentation"],
+        "update_der_cnn_vs_preset": small_med["100k_der_cnn"] / small_med["100k_preset"],
+    }
+    print(f"\n{'Atari 100k':<64}{'median':>12}  unit")
+    for name, value in small_med.items():
+        unit = (
+            "calls/s"
+            if not name.startswith("100k")
+            else ("env steps/s" if "e2e" in name else "updates/s")
+        )
+        print(f"{name:<64}{value:>12.1f}  {unit}")
+    if args.atari100k_only:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.json}")
+        return
 
     print("env only ...", file=sys.stderr)
     env_rates = interleaved(

@@ -1,7 +1,8 @@
 """Train a DQN agent: `python scripts/train.py env=pong agent.lr=2.5e-4` (Hydra overrides).
 
 A run directory that holds a checkpoint is continued (`hydra.run.dir=<dir>`, a requeued SLURM
-job); `resume=<dir>` continues that run from the command line. Returns the final eval return,
+job, a suite started again), and one whose run already finished is left as it is;
+`resume=<dir>` continues that run from the command line. Returns the final eval return,
 so Hydra sweepers can optimise it.
 """
 
@@ -20,7 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from dqn.config import ConfigError, load_run_config, register_configs
-from dqn.resume import config_for_resume, typed_values
+from dqn.resume import config_for_resume, finished_run, typed_values
 from dqn.trainer import CheckpointWriteError, Trainer
 
 log = logging.getLogger("train")
@@ -48,6 +49,15 @@ def main(cfg: DictConfig) -> float:
             overridden = typed_values(cfg, list(HydraConfig.get().overrides.task))
             run_cfg = config_for_resume(cfg.resume, overridden)
             run_dir = Path(cfg.resume)
+        finished = finished_run(run_dir, run_cfg)
+        if finished is not None:  # e.g. a suite started again after a kill
+            log.info(
+                "%s already ran to %d env steps (its summary.json): nothing to do.",
+                run_dir,
+                finished["env_steps"],
+            )
+            value = finished["eval_return_mean"]
+            return float("nan") if value is None else float(value)
         trainer = Trainer(run_cfg, run_dir)
     except ConfigError as e:
         fail(e, status=2)

@@ -266,3 +266,111 @@ def test_distributional_update_fits_a_fixed_batch():
     assert float(metrics["td_loss"]) < 0.2 * first
     assert float(metrics["q_values"]) == pytest.approx(1.0, abs=0.1)
     assert priorities.shape == (32,)
+
+
+def test_soft_sync_moves_the_target_tau_of_the_way_to_the_online_weights():
+    agent = make_agent(tau=0.25)
+    with torch.no_grad():
+        for p in agent.q_net.parameters():
+            p.fill_(1.0)
+        for p in agent.target_net.parameters():
+            p.fill_(-3.0)
+    agent.sync_target()
+    for p in agent.target_net.parameters():  # -3 + 0.25 * (1 - -3) = -2
+        assert torch.allclose(p, torch.full_like(p, -2.0))
+    agent.sync_target()
+    for p in agent.target_net.parameters():  # -2 + 0.25 * 3 = -1.25
+        assert torch.allclose(p, torch.full_like(p, -1.25))
+
+
+@pytest.mark.parametrize("double_q", [False, True])
+def test_without_a_target_network_targets_bootstrap_from_the_online_one(double_q):
+    """agent.target_update_interval=0: the TD target is r + discount * Q_online(s', a*), a*
+    the online argmax, whatever Double-Q says (both choices are the online network's)."""
+    agent = make_agent(target_update_interval=0, double_q=double_q, loss=Loss.mse)
+    assert agent.target_net is agent.q_net
+    batch = fixed_batch()._replace(dones=torch.zeros(32))
+    with torch.no_grad():
+        next_q = agent.q_net(batch.next_observations)
+        target = batch.rewards + batch.discounts * next_q.max(dim=1).values
+        q_taken = agent.q_net(batch.observations)[torch.arange(32), batch.actions]
+    _, priorities = agent.update(batch)
+    assert torch.allclose(priorities, (target - q_taken).abs(), atol=1e-6)
+    before = [p.clone() for p in agent.q_net.parameters()]
+    agent.sync_target()  # nothing to copy
+    assert all(torch.equal(a, b) for a, b in zip(before, agent.q_net.parameters(), strict=True))
+    assert "target_net" in agent.state_dict()
+
+
+def test_intensity_augmentation_trains_on_scaled_frames(monkeypatch):
+    """With agent.intensity_scale the update sees each stack scaled by its own factor."""
+    import dqn.agent
+
+    original, seen = dqn.agent.random_intensity, []
+
+    def recording(frames, scale):
+        out = original(frames, scale)
+        seen.append((frames, out))
+        return out
+
+    monkeypatch.setattr(dqn.agent, "random_intensity", recording)
+    torch.manual_seed(0)
+    cfg = AgentConfig(intensity_scale=0.05)
+    agent = DQNAgent(NatureCNN((4, 84, 84), 3, features_dim=16), 3, cfg, torch.device("cpu"))
+    frames = torch.full((8, 4, 84, 84), 200, dtype=torch.uint8)
+    batch = ReplaySamples(
+        frames,
+        torch.zeros(8, dtype=torch.int64),
+        torch.zeros(8),
+        frames,
+        torch.ones(8),
+        torch.full((8,), 0.99),
+        torch.ones(8),
+        np.arange(8),
+    )
+    agent.update(batch)
+    assert len(seen) == 2  # observations and next observations, each on its own
+    for raw, out in seen:
+        factors = out[:, 0, 0, 0] / (200 / 255)
+        assert out.dtype == torch.float32 and torch.all((factors >= 0.9) & (factors <= 1.1))
+        assert torch.allclose(out, factors[:, None, None, None] * raw.float() / 255)
+
+
+@pytest.mark.parametrize("shrink", [1.0, 0.5, 0.0])
+def test_reset_draws_the_head_afresh_and_shrinks_the_torso_toward_fresh_weights(shrink):
+    """Shrink and perturb: head <- fresh, torso <- shrink * torso + (1 - shrink) * fresh (the
+    fresh weights drawn here from the same seed), Adam's moments gone, target synced."""
+    from dqn.networks import initial_weights
+
+    torch.manual_seed(0)
+    net = MLP((3,), 2, hidden_sizes=[16, 8])  # a torso layer 3 -> 16 and a head 16 -> 8 -> 2
+    agent = DQNAgent(net, 2, AgentConfig(lr=1e-3), torch.device("cpu"))
+    for _ in range(5):
+        agent.update(fixed_batch())
+    before = {k: v.clone() for k, v in net.named_parameters()}
+    assert agent.optimizer.state
+    torch.manual_seed(7)
+    fresh = {k: v.detach().clone() for k, v in initial_weights(net).items()}
+    torch.manual_seed(7)
+    agent.reset_parameters(shrink)
+    for name, param in net.named_parameters():
+        keep = shrink if name.startswith("torso.") else 0.0
+        expected = keep * before[name] + (1 - keep) * fresh[name]
+        assert torch.allclose(param, expected, atol=1e-6), name
+    assert not torch.equal(
+        dict(net.named_parameters())["head.q.0.weight"], before["head.q.0.weight"]
+    )
+    assert not agent.optimizer.state
+    for mine, target in zip(net.parameters(), agent.target_net.parameters(), strict=True):
+        assert torch.equal(mine, target)
+    agent.update(fixed_batch())  # Adam starts over without complaint
+
+
+def test_weight_decay_is_decoupled_from_the_adam_step():
+    """AdamW: with the same first gradient, decay only subtracts lr * decay * theta."""
+    plain, decayed = make_agent(), make_agent(weight_decay=0.1)
+    before = [p.detach().clone() for p in decayed.q_net.parameters()]
+    plain.update(fixed_batch())
+    decayed.update(fixed_batch())
+    for p0, a, b in zip(before, plain.q_net.parameters(), decayed.q_net.parameters(), strict=True):
+        assert torch.allclose(b, a - 1e-3 * 0.1 * p0, atol=1e-7)

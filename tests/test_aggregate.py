@@ -81,3 +81,90 @@ def test_a_file_that_is_not_an_evaluation_is_refused_by_name(tmp_path):
 def test_no_bootstrap_resamples_is_refused(tmp_path):
     result = run("--group", "x", eval_json(tmp_path / "a.json", [1.0]), "--reps", "0")
     assert result.returncode == 2 and "--reps 0 resamples nothing" in result.stderr
+
+
+RAW = {  # normalized score x as a raw score: random + x * (human - random)
+    "pong": lambda x: -20.7 + 35.3 * x,
+    "boxing": lambda x: 0.1 + 12.0 * x,
+    "breakout": lambda x: 1.7 + 28.8 * x,
+}
+
+
+def game_json(path, game, normalized_score, seed):
+    """A final.eval.json of one run of `game` whose mean has this human-normalized score."""
+    figures = json.loads((PRETRAINED_DIR / "pong_fast_dqn.eval.json").read_text())
+    score = RAW[game](normalized_score)
+    figures.update(env=game, mean=score, returns=[score], episodes=1, seed=seed)
+    figures["protocol"].update(epsilon=0.001)
+    path.write_text(json.dumps(figures))
+    return path
+
+
+def test_benchmark_aggregates_normalized_scores_over_games_by_hand(tmp_path):
+    # Normalized scores, 3 seeds per game: pong 0, 0.5, 1; boxing 0.25 x 3; breakout 2, 0, 1.
+    # All 9: 0 0 .25 .25 .25 .5 1 1 2. IQM drops 2 at each end: (.25*3 + .5 + 1) / 5 = 0.45.
+    # Mean 5.25 / 9; median of the game means (0.5, 0.25, 1.0) = 0.5; optimality gap
+    # mean(1 - min(x, 1)) = (1 + .5 + 0 + .75 * 3 + 0 + 1 + 0) / 9 = 4.75 / 9.
+    scores: dict[str, list[float]] = {
+        "pong": [0, 0.5, 1],
+        "boxing": [0.25] * 3,
+        "breakout": [2, 0, 1],
+    }
+    paths = [
+        game_json(tmp_path / f"{game}_seed{seed}.json", game, x, seed)
+        for game, values in scores.items()
+        for seed, x in enumerate(values, start=1)
+    ]
+    out, plots = tmp_path / "aggregate.json", tmp_path / "plots"
+    result = run(
+        "--benchmark", "atari100k", "--group", "ours", *paths,
+        "--reps", "500", "--out", out, "--plots", plots,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads(out.read_text())
+    assert record["games"] == ["boxing", "breakout", "pong"]  # the benchmark's order
+    ours = next(a for a in record["aggregates"] if a["group"] == "ours")
+    assert ours["runs_per_game"] == 3
+    assert ours["estimates"]["iqm"] == pytest.approx(0.45)
+    assert ours["estimates"]["mean"] == pytest.approx(5.25 / 9)
+    assert ours["estimates"]["median"] == pytest.approx(0.5)
+    assert ours["estimates"]["optimality_gap"] == pytest.approx(4.75 / 9)
+    low, high = ours["intervals"]["iqm"]
+    assert low <= 0.45 <= high
+    # The published agents on the same three games, from their per-game means.
+    spr = next(a for a in record["aggregates"] if a["group"] == "SPR")
+    spr_scores = [(35.7 - 0.1) / 12.0, (19.6 - 1.7) / 28.8, (-5.4 + 20.7) / 35.3]
+    assert spr["estimates"]["mean"] == pytest.approx(sum(spr_scores) / 3)
+    assert {a["group"] for a in record["aggregates"]} == {"ours", "DER", "DrQ(eps)", "SPR", "BBF"}
+    pong = next(row for row in record["per_game"] if row["game"] == "pong")
+    assert pong["ours"] == pytest.approx(RAW["pong"](0.5)) and pong["BBF"] == 16.7
+    assert "ours" in result.stdout and "0.450" in result.stdout and "BBF" in result.stdout
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "atari100k_aggregates.png",
+        "atari100k_profiles.png",
+    ]
+
+
+def test_benchmark_refuses_a_game_outside_it(tmp_path):
+    path = eval_json(tmp_path / "si.json", [100.0])
+    figures = json.loads(path.read_text())
+    figures["env"] = "space_invaders"
+    path.write_text(json.dumps(figures))
+    result = run("--benchmark", "atari100k", "--group", "x", path)
+    assert result.returncode == 2
+    assert "space_invaders, which is not one of the 26 Atari 100k games" in result.stderr
+
+
+def test_benchmark_keeps_the_games_every_group_ran_and_says_what_it_left_out(tmp_path):
+    a = [game_json(tmp_path / f"a_{g}.json", g, 0.5, 1) for g in ("pong", "boxing")]
+    b = [game_json(tmp_path / f"b_{g}.json", g, 0.5, 1) for g in ("pong",)]
+    b.append(game_json(tmp_path / "b_pong2.json", "pong", 0.7, 2))
+    groups = {
+        "a": [aggregate.load_score(p) for p in a],
+        "b": [aggregate.load_score(p) for p in b],
+    }
+    games, matrices, notes = aggregate.normalized_matrices(groups)
+    assert games == ["pong"]
+    assert matrices["a"].shape == (1, 1) and matrices["b"].shape == (2, 1)
+    assert matrices["b"][:, 0] == pytest.approx([0.5, 0.7])
+    assert notes == ["a: boxing left out (not run by every group)"]

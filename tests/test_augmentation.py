@@ -1,8 +1,9 @@
-"""DrQ's random shifts, against hand-shifted images."""
+"""DrQ's random shifts and intensity changes, against hand-computed images."""
 
+import pytest
 import torch
 
-from dqn.augmentation import random_shift, shift_frames
+from dqn.augmentation import random_intensity, random_shift, scale_intensity, shift_frames
 
 
 def test_shift_moves_every_frame_of_a_stack_and_repeats_the_edges():
@@ -35,3 +36,32 @@ def test_random_shift_draws_a_shift_per_stack_within_the_pad():
             found.update((i, dy, dx) for i in torch.nonzero(matches).flatten().tolist())
     assert sorted(i for i, _, _ in found) == list(range(256))
     assert len({(dy, dx) for _, dy, dx in found}) > 40  # the shifts vary
+
+
+def test_two_gathers_equal_one_fancy_index_over_every_shift():
+    """The gathers pick exactly the pixels that indexing with four broadcast arrays picks."""
+    torch.manual_seed(1)
+    frames = torch.randint(0, 256, (81, 4, 84, 84), dtype=torch.uint8)
+    shifts = torch.tensor([[dy, dx] for dy in range(-4, 5) for dx in range(-4, 5)])
+    rows = (torch.arange(84) + shifts[:, :1]).clamp(0, 83)
+    cols = (torch.arange(84) + shifts[:, 1:]).clamp(0, 83)
+    b = torch.arange(81)[:, None, None, None]
+    s = torch.arange(4)[None, :, None, None]
+    reference = frames[b, s, rows[:, None, :, None], cols[:, None, None, :]]
+    assert torch.equal(shift_frames(frames, shifts), reference)
+
+
+def test_intensity_scales_each_stack_by_its_own_factor_in_unit_range():
+    frames = torch.tensor([[[[0, 255], [51, 102]]], [[[255, 255], [0, 0]]]], dtype=torch.uint8)
+    out = scale_intensity(frames, torch.tensor([1.0, 0.9]))
+    assert out.dtype == torch.float32
+    assert out[0].flatten().tolist() == pytest.approx([0.0, 1.0, 0.2, 0.4])
+    assert out[1].flatten().tolist() == pytest.approx([0.9, 0.9, 0.0, 0.0])
+
+
+def test_random_intensity_factors_stay_within_two_standard_deviations():
+    torch.manual_seed(0)
+    frames = torch.full((4096, 1, 2, 2), 255, dtype=torch.uint8)
+    factors = random_intensity(frames, scale=0.05)[:, 0, 0, 0]
+    assert float(factors.min()) >= 0.9 - 1e-6 and float(factors.max()) <= 1.1 + 1e-6
+    assert abs(float(factors.mean()) - 1.0) < 0.005 and 0.04 < float(factors.std()) < 0.05

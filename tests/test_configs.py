@@ -21,7 +21,10 @@ from dqn.networks import build_network
 ENVS = group_options("env")
 AGENTS = group_options("agent")
 HWS = group_options("hw")
-NETWORKS_FOR_KIND = {EnvKind.atari: ["nature_cnn", "dueling_cnn"], EnvKind.classic: ["mlp"]}
+NETWORKS_FOR_KIND = {
+    EnvKind.atari: ["nature_cnn", "dueling_cnn", "der_cnn"],
+    EnvKind.classic: ["mlp"],
+}
 
 
 def test_default_config_is_space_invaders_dqn_on_cpu():
@@ -48,7 +51,7 @@ def test_combination_composes_and_validates(env, agent, hw):
             compose_config([f"env={env}", f"agent={agent}", f"network={network}", f"hw={hw}"])
         )
         assert isinstance(run.hw, HardwareConfig)
-        schema = "mlp" if network == "mlp" else "nature_cnn"
+        schema = {"mlp": "mlp", "der_cnn": "der_cnn"}.get(network, "nature_cnn")
         network_cfg = run.network
         assert isinstance(network_cfg, NETWORK_SCHEMAS[schema])
         assert network_cfg.dueling == (network == "dueling_cnn" or agent == "rainbow")

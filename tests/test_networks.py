@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from dqn.config import ConfigError
 from dqn.networks import (
     MLP,
+    DataEfficientCNN,
     NatureCNN,
     NoisyLinear,
     QHead,
@@ -69,6 +70,21 @@ def test_nature_cnn_has_the_papers_layers():
     hidden, _, output = net.head.q
     assert (hidden.in_features, hidden.out_features) == (64 * 7 * 7, 512)
     assert (output.in_features, output.out_features) == (512, ACTIONS)
+
+
+def test_data_efficient_cnn_has_the_papers_layers():
+    """van Hasselt et al. (2019): two 5x5 convolutions of stride 5, 576 features, 256 units."""
+    net = DataEfficientCNN(ATARI, ACTIONS, features_dim=256, dueling=True)
+    convs = [m for m in net.torso if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (32, (5, 5), (5, 5)),
+        (64, (5, 5), (5, 5)),
+    ]
+    hidden, _, output = net.head.advantage
+    assert (hidden.in_features, hidden.out_features) == (64 * 3 * 3, 256)
+    assert (output.in_features, output.out_features) == (256, ACTIONS)
+    frames = torch.randint(0, 256, (5, *ATARI), dtype=torch.uint8)
+    assert net(frames).shape == (5, ACTIONS)
 
 
 def test_mlp_with_one_hidden_layer_is_all_head():

@@ -81,6 +81,7 @@ def test_wheel_carries_the_shipped_agent(tmp_path):
     (wheel,) = tmp_path.glob("atari_dqn-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"dqn/pretrained/{name}{ext}" for name in AGENTS for ext in EXTENSIONS} <= names
+    assert "dqn/data/atari100k.json" in names  # the benchmark's reference scores
 
 
 @pytest.mark.slow

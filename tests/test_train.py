@@ -129,3 +129,35 @@ def test_cartpole_preset_solves_cartpole(tmp_path, agent):
     )
     assert summary["env_steps"] == 50_000
     assert summary["eval_return_mean"] >= 475
+
+
+def test_resets_come_every_reset_interval_updates(tmp_path):
+    """agent.reset_interval counts updates: a CartPole run of 99 updates (the 100th, owed by the
+    last step, is left to a resumed run) with an interval of 30 resets after 30, 60 and 90."""
+    from conftest import compose_config
+    from dqn.config import load_run_config
+    from dqn.trainer import Trainer
+
+    cfg = load_run_config(
+        compose_config(
+            [
+                "experiment=cartpole",
+                "total_steps=600",
+                "agent.learning_starts=200",
+                "agent.train_freq=4",
+                "agent.gradient_steps=1",
+                "agent.reset_interval=30",
+                "agent.reset_shrink=0.8",
+                "eval.episodes=1",
+                "eval.num_envs=1",
+            ]
+        )
+    )
+    trainer = Trainer(cfg, tmp_path / "run")
+    at = []
+    trainer.agent.reset_parameters = (  # type: ignore[method-assign]
+        lambda shrink: at.append((trainer.updates, shrink))
+    )
+    trainer.train()
+    trainer.close()
+    assert trainer.updates == 99 and at == [(30, 0.8), (60, 0.8), (90, 0.8)]
