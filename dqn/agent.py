@@ -39,13 +39,8 @@ class DQNAgent:
         precision: Precision = Precision.fp32,
         channels_last: bool = False,
         compile_mode: str | None = None,
-        joint_double_q: bool = False,
     ):
         self.cfg = cfg
-        # Double-Q with one online forward pass over observations and next observations
-        # together: fewer, larger kernels, but the backward then also runs over the next
-        # observations' half (scripts/benchmark.py measures both; docs/performance.md).
-        self.joint_double_q = joint_double_q
         self.n_actions = n_actions
         self.device = device
         self.precision = precision
@@ -144,18 +139,16 @@ class DQNAgent:
         next_online: torch.Tensor | None = None  # Double-Q's choice of the next action
         q_target: torch.Tensor | None = None  # Munchausen's log-policy of the actions taken
         with self._autocast():
-            if self.cfg.double_q and self.joint_double_q:
-                both = self.online_fn(torch.cat([obs, next_obs])).float()
-                outputs, next_online = both[: len(obs)], both[len(obs) :].detach()
-            else:
-                outputs = self.online_fn(obs).float()
+            outputs = self.online_fn(obs).float()
             with torch.no_grad():
                 if self.cfg.munchausen:  # the target net on both, in one pass
                     both = self.target_fn(torch.cat([obs, next_obs])).float()
                     q_target, next_target = both[: len(obs)], both[len(obs) :]
                 else:
                     next_target = self.target_fn(next_obs).float()
-                if self.cfg.double_q and next_online is None:
+                if self.cfg.double_q:  # a second online pass, without gradients: one pass
+                    # over obs and next obs together would run the backward over both halves,
+                    # 0.8x the speed on a CPU (docs/performance.md)
                     next_online = (
                         next_target if self.shared_target else self.online_fn(next_obs).float()
                     )

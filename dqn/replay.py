@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from dqn.config import ConfigError
+from dqn.config import AgentConfig, ConfigError
 from dqn.returns import importance_weights
 from dqn.sumtree import SumTree
 
@@ -120,8 +120,9 @@ class FrameReplayBuffer:
         obs_dtype: npt.DTypeLike,
         device: torch.device,
         stacked: bool,
-        n_step: int = 1,
-        gamma: float = 0.99,
+        *,
+        n_step: int,
+        gamma: float,
     ):
         self.n_step = n_step
         self.gamma = gamma
@@ -317,7 +318,7 @@ class PrioritizedFrameReplayBuffer(FrameReplayBuffer):
     is the current one, so an early outlier, once replayed or overwritten, stops setting it.
     """
 
-    def __init__(self, *args, alpha: float = 0.5, eps: float = 1e-6, **kwargs):
+    def __init__(self, *args, alpha: float, eps: float, **kwargs):
         super().__init__(*args, **kwargs)
         self.alpha, self.eps = alpha, eps
         self.tree = SumTree(self.capacity)
@@ -381,3 +382,26 @@ class PrioritizedFrameReplayBuffer(FrameReplayBuffer):
         priorities = (np.abs(errors) + self.eps) ** self.alpha
         still_valid = self.tree.get(indices) > 0  # not overwritten since they were sampled
         self.tree.set(indices[still_valid], priorities[still_valid])
+
+
+def build_replay(
+    agent: AgentConfig,
+    capacity: int,
+    num_envs: int,
+    obs_shape: tuple[int, ...],
+    obs_dtype: npt.DTypeLike,
+    device: torch.device,
+    stacked: bool,
+) -> FrameReplayBuffer:
+    """The replay `agent` asks for: prioritized or uniform, with its n-step returns and its
+    discount (the replay owns `agent.gamma`: a sample's discount is gamma ** steps)."""
+    shape = (capacity, num_envs, obs_shape, obs_dtype, device, stacked)
+    if agent.prioritized_replay:
+        return PrioritizedFrameReplayBuffer(
+            *shape,
+            n_step=agent.n_step,
+            gamma=agent.gamma,
+            alpha=agent.priority_alpha,
+            eps=agent.priority_eps,
+        )
+    return FrameReplayBuffer(*shape, n_step=agent.n_step, gamma=agent.gamma)

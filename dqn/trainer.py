@@ -52,7 +52,7 @@ from dqn.hardware import (
 )
 from dqn.logger import RunLogger
 from dqn.networks import build_network
-from dqn.replay import FrameReplayBuffer, PrioritizedFrameReplayBuffer, plan_capacity
+from dqn.replay import PrioritizedFrameReplayBuffer, build_replay, plan_capacity
 from dqn.resume import check_same_run
 from dqn.returns import exponential_schedule, linear_schedule, run_progress, updates_owed
 from dqn.video import AgentViewGif
@@ -174,23 +174,9 @@ class Trainer:
                 f"hw.replay_memory_gib={cfg.hw.replay_memory_gib} holds {capacity} transitions, "
                 f"fewer than agent.batch_size={cfg.agent.batch_size}: raise it."
             )
-        replay_args = (
-            capacity,
-            cfg.hw.num_envs,
-            obs_shape,
-            obs_dtype,
-            self.device,
-            stacked,
-            cfg.agent.n_step,
-            cfg.agent.gamma,
+        self.replay = build_replay(
+            cfg.agent, capacity, cfg.hw.num_envs, obs_shape, obs_dtype, self.device, stacked
         )
-        self.replay: FrameReplayBuffer
-        if cfg.agent.prioritized_replay:
-            self.replay = PrioritizedFrameReplayBuffer(
-                *replay_args, alpha=cfg.agent.priority_alpha, eps=cfg.agent.priority_eps
-            )
-        else:
-            self.replay = FrameReplayBuffer(*replay_args)
         self.collector = Collector(
             envs, self.replay, cfg.env.terminal_on_life_loss, cfg.env.clip_rewards
         )

@@ -51,6 +51,7 @@ class RunScore:
     episodes: int
     env_steps: int
     protocol: dict[str, Any]
+    training_hours: float | None = None  # the run's training wall-clock, where recorded
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def load_score(path: Path) -> RunScore:
         score=float(figures["mean"]),
         episodes=int(figures["episodes"]),
         env_steps=int(figures.get("env_steps", 0)),
+        training_hours=figures.get("training_hours"),
         protocol={key: figures["protocol"].get(key) for key in PROTOCOL_KEYS},
     )
 
@@ -174,6 +176,7 @@ class BenchmarkEstimate:
     games: list[str]
     estimates: dict[str, float]
     intervals: dict[str, tuple[float, float]]
+    minutes_per_run: float | None = None  # median training minutes of a run (ours only)
 
 
 def normalized_matrices(
@@ -229,7 +232,11 @@ def baseline_matrices(games: list[str]) -> dict[str, np.ndarray]:
 
 
 def benchmark_estimates(
-    matrices: dict[str, np.ndarray], games: list[str], reps: int, seed: int
+    matrices: dict[str, np.ndarray],
+    games: list[str],
+    reps: int,
+    seed: int,
+    minutes: dict[str, float] | None = None,
 ) -> list[BenchmarkEstimate]:
     """IQM, median, mean and optimality gap of each group's matrix, with rliable's stratified
     bootstrap (runs resampled within each game)."""
@@ -261,6 +268,7 @@ def benchmark_estimates(
                 k: (float(intervals[name][0][i]), float(intervals[name][1][i]))
                 for i, k in enumerate(AGGREGATES)
             },
+            minutes_per_run=(minutes or {}).get(name),
         )
         for name, matrix in matrices.items()
     ]
@@ -269,7 +277,8 @@ def benchmark_estimates(
 def benchmark_table(estimates: list[BenchmarkEstimate]) -> list[str]:
     """The aggregates as aligned text lines."""
     width = max(len("group"), *(len(e.group) for e in estimates))
-    lines = [f"{'group':{width}s} {'runs':>4s}" + "".join(f" {k:>22s}" for k in AGGREGATES)]
+    header = f"{'group':{width}s} {'runs':>4s} {'min/run':>7s}"
+    lines = [header + "".join(f" {k:>22s}" for k in AGGREGATES)]
     for e in estimates:
         cells = [
             f"{e.estimates[k]:.3f} [{e.intervals[k][0]:.3f}, {e.intervals[k][1]:.3f}]"
@@ -277,9 +286,9 @@ def benchmark_table(estimates: list[BenchmarkEstimate]) -> list[str]:
             else f"{e.estimates[k]:.3f}"
             for k in AGGREGATES
         ]
-        lines.append(
-            f"{e.group:{width}s} {e.runs_per_game:>4d}" + "".join(f" {c:>22s}" for c in cells)
-        )
+        minutes = "-" if e.minutes_per_run is None else f"{e.minutes_per_run:.1f}"
+        row = f"{e.group:{width}s} {e.runs_per_game:>4d} {minutes:>7s}"
+        lines.append(row + "".join(f" {c:>22s}" for c in cells))
     return lines
 
 
@@ -380,7 +389,12 @@ def run_benchmark(groups: dict[str, list[RunScore]], args: argparse.Namespace) -
         print(f"Error: {e}", file=sys.stderr)
         return 2
     all_matrices = {**matrices, **baseline_matrices(games)}
-    estimates = benchmark_estimates(all_matrices, games, args.reps, args.seed)
+    minutes = {
+        name: 60 * float(np.median(hours))
+        for name, runs in groups.items()
+        if (hours := [r.training_hours for r in runs if r.training_hours is not None])
+    }
+    estimates = benchmark_estimates(all_matrices, games, args.reps, args.seed, minutes)
     rows = per_game_rows(games, groups)
     print(f"Atari 100k, {len(games)} games, human-normalized (published: per-game means)")
     print("\n".join(benchmark_table(estimates)))

@@ -95,6 +95,7 @@ def game_json(path, game, normalized_score, seed):
     figures = json.loads((PRETRAINED_DIR / "pong_fast_dqn.eval.json").read_text())
     score = RAW[game](normalized_score)
     figures.update(env=game, mean=score, returns=[score], episodes=1, seed=seed)
+    figures["training_hours"] = 0.25 + 0.25 * seed  # 30, 45, 60 minutes
     figures["protocol"].update(epsilon=0.001)
     path.write_text(json.dumps(figures))
     return path
@@ -124,7 +125,7 @@ def test_benchmark_aggregates_normalized_scores_over_games_by_hand(tmp_path):
     record = json.loads(out.read_text())
     assert record["games"] == ["boxing", "breakout", "pong"]  # the benchmark's order
     ours = next(a for a in record["aggregates"] if a["group"] == "ours")
-    assert ours["runs_per_game"] == 3
+    assert ours["runs_per_game"] == 3 and ours["minutes_per_run"] == pytest.approx(45.0)
     assert ours["estimates"]["iqm"] == pytest.approx(0.45)
     assert ours["estimates"]["mean"] == pytest.approx(5.25 / 9)
     assert ours["estimates"]["median"] == pytest.approx(0.5)

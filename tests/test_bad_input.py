@@ -41,7 +41,40 @@ CASES = [
 ]
 
 
+def error_of(overrides: list[str], run_dir) -> str:
+    """The sentence a run with these overrides stops with, met where scripts/train.py meets it:
+    Hydra's composition, the config's validation (`load_run_config`), building the run
+    (`Trainer`). AssertionError if the run would start."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from conftest import compose_config
+    from dqn.config import ConfigError, load_run_config
+    from dqn.trainer import Trainer
+
+    try:
+        Trainer(load_run_config(compose_config(overrides)), run_dir).close()
+    except (ConfigError, HydraException, OmegaConfBaseException) as e:
+        return str(e)
+    raise AssertionError(f"{overrides} started a run")
+
+
 @pytest.mark.parametrize(("overrides", "message"), CASES)
+def test_bad_config_is_refused_with_one_message(tmp_path, overrides, message):
+    assert message in error_of(overrides.split(), tmp_path)
+    assert not (tmp_path / "summary.json").exists()
+
+
+# One real process per way a bad config ends: Hydra's composition, the config's validation,
+# and building the run.
+EXITS = [
+    ("env=spaceinvaders", "env/spaceinvaders"),
+    ("agent.gamma=1.5", "agent.gamma must be in (0, 1]"),
+    ("env=cartpole", "network: NatureCNN needs image observations"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), EXITS)
 def test_bad_config_exits_non_zero_with_one_message(tmp_path, overrides, message):
     args = [*overrides.split(), f"hydra.run.dir={tmp_path}"]
     result = run_train(args, cwd=tmp_path, timeout=120)

@@ -28,7 +28,7 @@ def test_replay_rebuilds_exactly_the_stacks_the_envs_returned(batch_size):
     num_envs = 4
     envs = make_vector_env(EnvConfig(id="breakout"), num_envs, batch_size)
     replay = RecordingReplay(
-        20_000, num_envs, (4, 84, 84), np.uint8, torch.device("cpu"), stacked=True
+        20_000, num_envs, (4, 84, 84), np.uint8, torch.device("cpu"), True, n_step=1, gamma=0.99
     )
     collector = Collector(envs, replay, terminal_on_life_loss=True, clip_rewards=True)
     rng = np.random.default_rng(0)

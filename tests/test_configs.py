@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, compose_config, group_options
+from conftest import CONF, REPO, compose_config, group_options
 from dqn.config import (
     NETWORK_SCHEMAS,
     EnvKind,
@@ -50,7 +50,7 @@ def test_combination_composes_and_validates(env, agent, hw):
         run = load_run_config(
             compose_config([f"env={env}", f"agent={agent}", f"network={network}", f"hw={hw}"])
         )
-        assert isinstance(run.hw, HardwareConfig)
+        assert_values_of_the_file_hold(run, CONF / "hw" / f"{hw}.yaml", "hw")
         schema = {"mlp": "mlp", "der_cnn": "der_cnn"}.get(network, "nature_cnn")
         network_cfg = run.network
         assert isinstance(network_cfg, NETWORK_SCHEMAS[schema])
@@ -83,10 +83,27 @@ def check_forward(env: str, network: str, agent: str) -> None:
     assert torch.isfinite(q).all()
 
 
+def assert_values_of_the_file_hold(run, path: Path, prefix: str = "") -> None:
+    """Every value a config file sets (but its defaults list and Hydra's own keys) is the
+    composed run's: no later default or group file overrides it."""
+    from omegaconf import OmegaConf
+
+    from dqn.config import config_dict
+    from dqn.logger import flatten
+
+    node = OmegaConf.to_container(OmegaConf.load(path))
+    assert isinstance(node, dict)
+    set_here = flatten({k: v for k, v in node.items() if k not in ("defaults", "hydra")})
+    composed = flatten(config_dict(run))
+    for key, value in set_here.items():
+        full = f"{prefix}.{key}" if prefix else key
+        assert composed[full] == value, f"{path.name}: {full}"
+
+
 @pytest.mark.parametrize("experiment", group_options("experiment"))
-def test_experiment_presets_compose(experiment):
+def test_experiment_presets_compose_with_every_value_they_set(experiment):
     run = load_run_config(compose_config([f"experiment={experiment}"]))
-    assert run.total_steps > 0
+    assert_values_of_the_file_hold(run, CONF / "experiment" / f"{experiment}.yaml")
 
 
 def test_cartpole_preset_sets_env_network_and_recipe():

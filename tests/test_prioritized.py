@@ -84,6 +84,7 @@ def test_prioritized_buffer_draws_exactly_the_sampleable_transitions(num_envs, c
         n_step=3,
         gamma=0.9,
         alpha=0.6,
+        eps=1e-6,
     )
     naive = fill_with_random_episodes(buf, num_envs, steps, stack, frame_shape, seed=capacity)
     with_mass = set(np.flatnonzero(buf.tree.get(np.arange(buf.capacity)) > 0).tolist())
@@ -97,7 +98,7 @@ def test_prioritized_buffer_draws_exactly_the_sampleable_transitions(num_envs, c
 
 def test_priorities_follow_td_errors_and_weights_correct_for_them():
     buf = PrioritizedFrameReplayBuffer(
-        64, 1, (4,), np.float32, CPU, stacked=False, alpha=1.0, eps=1e-6
+        64, 1, (4,), np.float32, CPU, stacked=False, n_step=1, gamma=0.99, alpha=1.0, eps=1e-6
     )
     buf.start_episodes([0], np.zeros((1, 4), np.float32))
     slots = np.concatenate(
@@ -121,7 +122,9 @@ def test_priorities_follow_td_errors_and_weights_correct_for_them():
 
 def test_new_transitions_get_the_current_largest_priority_not_the_all_time_one():
     """An outlier's priority, once lowered, no longer sets the priority of new transitions."""
-    buf = PrioritizedFrameReplayBuffer(64, 1, (4,), np.float32, CPU, stacked=False, alpha=1.0)
+    buf = PrioritizedFrameReplayBuffer(
+        64, 1, (4,), np.float32, CPU, stacked=False, n_step=1, gamma=0.99, alpha=1.0, eps=1e-6
+    )
     buf.start_episodes([0], np.zeros((1, 4), np.float32))
 
     def add():

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from dqn.config import ConfigError
+from dqn.config import AgentConfig, ConfigError
 from dqn.replay import (
     FrameReplayBuffer,
     PrioritizedFrameReplayBuffer,
+    build_replay,
     plan_capacity,
     transition_bytes,
 )
@@ -125,7 +126,7 @@ def test_samples_equal_a_naive_buffer_with_several_envs_and_wraparound(
 
 
 def test_stack_never_crosses_episode_start():
-    buf = FrameReplayBuffer(32, 1, (4, 1), np.uint8, CPU, stacked=True)
+    buf = FrameReplayBuffer(32, 1, (4, 1), np.uint8, CPU, stacked=True, n_step=1, gamma=0.99)
     frames = [np.array([v], dtype=np.uint8) for v in range(1, 10)]
     stack = NaiveStacker(4, (1,))
     buf.start_episodes([0], stack.reset(frames[0])[None])
@@ -139,7 +140,7 @@ def test_stack_never_crosses_episode_start():
 
 
 def test_unfinished_and_final_slots_are_never_sampled():
-    buf = FrameReplayBuffer(32, 1, (2, 1), np.uint8, CPU, stacked=True)
+    buf = FrameReplayBuffer(32, 1, (2, 1), np.uint8, CPU, stacked=True, n_step=1, gamma=0.99)
     stack = NaiveStacker(2, (1,))
     buf.start_episodes([0], stack.reset(np.array([1], np.uint8))[None])
     slots = [
@@ -156,8 +157,9 @@ def test_n_step_transitions_wait_until_their_n_steps_are_known(prioritized):
     """With 3-step returns the two newest transitions of a game in progress are never drawn (a
     shortened return would train them); a done, or a new game after a truncation, closes every
     window before it."""
-    kind = PrioritizedFrameReplayBuffer if prioritized else FrameReplayBuffer
-    buf = kind(32, 1, (1,), np.float32, CPU, stacked=False, n_step=3, gamma=0.5)
+    agent = AgentConfig(n_step=3, gamma=0.5, prioritized_replay=prioritized)
+    buf = build_replay(agent, 32, 1, (1,), np.float32, CPU, stacked=False)
+    assert isinstance(buf, PrioritizedFrameReplayBuffer) == prioritized
     rng = np.random.default_rng(0)
 
     def drawn():
@@ -183,7 +185,7 @@ def test_n_step_transitions_wait_until_their_n_steps_are_known(prioritized):
 
 
 def test_vector_observations_are_stored_whole():
-    buf = FrameReplayBuffer(10, 2, (4,), np.float32, CPU, stacked=False)
+    buf = FrameReplayBuffer(10, 2, (4,), np.float32, CPU, stacked=False, n_step=1, gamma=0.99)
     first = np.arange(8, dtype=np.float32).reshape(2, 4)
     buf.start_episodes([0, 1], first)
     slots = buf.add([1, 0], [1, 0], [1.0, 2.0], [False, True], first[::-1] + 100)
@@ -194,7 +196,7 @@ def test_vector_observations_are_stored_whole():
 
 
 def test_full_range_uint8_frames_come_back_unchanged():
-    buf = FrameReplayBuffer(64, 1, (4, 84, 84), np.uint8, CPU, stacked=True)
+    buf = FrameReplayBuffer(64, 1, (4, 84, 84), np.uint8, CPU, stacked=True, n_step=1, gamma=0.99)
     rng = np.random.default_rng(0)
     stack = NaiveStacker(4, (84, 84))
     buf.start_episodes([0], stack.reset(rng.integers(0, 256, (84, 84), dtype=np.uint8))[None])
