@@ -242,6 +242,12 @@ class AgentConfig:
             f"must be >= 0 (0: no target network), got {self.target_update_interval}.",
         )
         _check(0 < self.tau <= 1, "agent.tau", f"must be in (0, 1], got {self.tau}.")
+        _check(
+            self.tau == 1 or self.target_update_interval > 0,
+            "agent.tau",
+            f"={self.tau} averages into a target network, and agent.target_update_interval=0 "
+            "has none: set agent.target_update_interval >= 1, or agent.tau=1.",
+        )
         for key in ("exploration_initial_eps", "exploration_final_eps"):
             value = getattr(self, key)
             _check(0 <= value <= 1, f"agent.{key}", f"must be in [0, 1], got {value}.")

@@ -99,7 +99,10 @@ def finished_run(run_dir: Path, run: RunConfig) -> dict[str, Any] | None:
     if found is None:
         return None
     checkpoint, path = found
-    summary = json.loads(summary_path.read_text())
+    try:
+        summary = json.loads(summary_path.read_text())
+    except json.JSONDecodeError:  # cut while being written: the run resumes and rewrites it
+        return None
     if (
         summary.get("interrupted", True)
         or summary.get("env_steps") != checkpoint.env_steps

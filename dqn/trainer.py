@@ -265,7 +265,7 @@ class Trainer:
             purge_step=self.env_steps + 1 if self.resumes else None,
         )
         if not self.resumes:
-            logger.hparams(self.config_dict())
+            logger.hparams(config_dict(self.cfg))
         started = self._started = time.perf_counter()
         with stop_signals() as signals:
             try:
@@ -298,11 +298,10 @@ class Trainer:
                 log.warning(
                     "%s at %d env steps: saving checkpoints/last.pt.", stopped_by, self.env_steps
                 )
-            wall_seconds = self.wall_seconds_before + time.perf_counter() - started
-            eval_started = time.perf_counter()
             if stopped_by is None and self.last_eval_step != self.env_steps:
                 self.run_evaluation(logger)
-            eval_seconds = time.perf_counter() - eval_started
+            # Training wall-clock with every evaluation in it, the final one included.
+            wall_seconds = self.wall_seconds_before + time.perf_counter() - started
             # A finished run's replay is only needed to extend it later (checkpoint.keep_replay).
             keep_replay = stopped_by is not None or self.cfg.checkpoint.keep_replay
             self.save("last.pt", wall_seconds, with_replay=keep_replay)  # signals wait for it
@@ -311,9 +310,8 @@ class Trainer:
             if stopped_by is None:
                 self.write_final_evaluation(wall_seconds)
             summary = self.summary(wall_seconds, signals.stop)
-            summary["final_eval_seconds"] = round(eval_seconds, 2)
         logger.hparams_result(
-            self.config_dict(),
+            config_dict(self.cfg),
             {key: summary[key] for key in ("eval_return_mean", "best_eval_return", "env_steps")},
         )
         logger.close()
@@ -480,10 +478,6 @@ class Trainer:
         return result
 
     # ---- persistence -----------------------------------------------------------------------
-    def config_dict(self) -> dict[str, Any]:
-        """The run's configuration as plain containers (for checkpoints and TensorBoard)."""
-        return config_dict(self.cfg)
-
     def write_final_evaluation(self, wall_seconds: float) -> None:
         """Write the final agent's evaluation as `final.eval.json`, in the format of
         `scripts/evaluate.py` (what `scripts/aggregate.py` reads)."""
@@ -520,7 +514,7 @@ class Trainer:
             wall_seconds = self.wall_seconds_before + (time.perf_counter() - self._started)
         obs_shape, obs_dtype = observation_format(self.collector.envs)
         checkpoint = TrainingCheckpoint(
-            config=self.config_dict(),
+            config=config_dict(self.cfg),
             obs_shape=obs_shape,
             obs_dtype=str(obs_dtype),
             n_actions=self.agent.n_actions,
@@ -584,7 +578,7 @@ class Trainer:
         if found is None:
             return
         checkpoint, path = found
-        check_same_run(checkpoint.config, self.config_dict(), path)
+        check_same_run(checkpoint.config, config_dict(self.cfg), path)
         self.agent.load_state_dict(checkpoint.agent)
         self.env_steps = checkpoint.env_steps
         self.updates = checkpoint.updates

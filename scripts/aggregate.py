@@ -99,15 +99,19 @@ def score_matrices(groups: dict[str, list[RunScore]]) -> dict[tuple[str, str], l
         for run in runs:
             cells.setdefault((name, run.game), []).append(run)
     for (name, game), runs in cells.items():
-        first = runs[0]
-        for run in runs[1:]:
-            if run.protocol != first.protocol:
-                raise AggregateError(
-                    f"group {name!r} on {game}: {run.path} and {first.path} were evaluated with "
-                    f"different protocols ({run.protocol} against {first.protocol}): "
-                    "evaluate them with the same settings."
-                )
+        check_one_protocol(f"group {name!r} on {game}", runs)
     return cells
+
+
+def check_one_protocol(label: str, runs: list[RunScore]) -> None:
+    """AggregateError naming two of `runs` (called `label`) evaluated differently."""
+    first = runs[0]
+    for run in runs[1:]:
+        if run.protocol != first.protocol:
+            raise AggregateError(
+                f"{label}: {run.path} and {first.path} were evaluated with different protocols "
+                f"({run.protocol} against {first.protocol}): evaluate them with the same settings."
+            )
 
 
 def interval_estimates(
@@ -377,13 +381,7 @@ def run_benchmark(groups: dict[str, list[RunScore]], args: argparse.Namespace) -
 
     try:
         for name, runs in groups.items():  # one protocol per group, across all its games
-            for run in runs[1:]:
-                if run.protocol != runs[0].protocol:
-                    raise AggregateError(
-                        f"group {name!r}: {run.path} and {runs[0].path} were evaluated with "
-                        f"different protocols ({run.protocol} against {runs[0].protocol}): "
-                        "evaluate them with the same settings."
-                    )
+            check_one_protocol(f"group {name!r}", runs)
         games, matrices, notes = normalized_matrices(groups)
     except AggregateError as e:
         print(f"Error: {e}", file=sys.stderr)
@@ -455,6 +453,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.reps < 1:
         print(f"Error: --reps {args.reps} resamples nothing: give 1 or more.", file=sys.stderr)
+        return 2
+    if args.plots is not None and args.benchmark is None:
+        print(
+            "Error: --plots draws a benchmark's aggregates: add --benchmark atari100k.",
+            file=sys.stderr,
+        )
         return 2
     try:
         groups: dict[str, list[RunScore]] = {}

@@ -51,6 +51,20 @@ def hydra_group_options(group: str) -> list[str]:
         return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
 
 
+def config_defaults() -> dict[str, str]:
+    """The option conf/config.yaml chooses for each of GROUPS that has one."""
+    import yaml
+
+    entries = yaml.safe_load((CONF / "config.yaml").read_text())["defaults"]
+    return {
+        group: option
+        for entry in entries
+        if isinstance(entry, dict)
+        for group, option in entry.items()
+        if group in GROUPS and option is not None
+    }
+
+
 def launcher_options() -> list[str]:
     """The launchers a sweep may name: the installed plugins and conf/hydra/launcher/ files."""
     return sorted([*LAUNCHER_PLUGINS, *group_options("hydra/launcher")])

@@ -169,3 +169,10 @@ def test_benchmark_keeps_the_games_every_group_ran_and_says_what_it_left_out(tmp
     assert matrices["a"].shape == (1, 1) and matrices["b"].shape == (2, 1)
     assert matrices["b"][:, 0] == pytest.approx([0.5, 0.7])
     assert notes == ["a: boxing left out (not run by every group)"]
+
+
+def test_plots_without_a_benchmark_are_refused(tmp_path):
+    path = eval_json(tmp_path / "a.json", [1.0])
+    result = run("--group", "x", path, "--plots", tmp_path / "plots")
+    assert result.returncode == 2 and "add --benchmark atari100k" in result.stderr
+    assert not (tmp_path / "plots").exists()

@@ -38,16 +38,15 @@ def test_random_shift_draws_a_shift_per_stack_within_the_pad():
     assert len({(dy, dx) for _, dy, dx in found}) > 40  # the shifts vary
 
 
-def test_two_gathers_equal_one_fancy_index_over_every_shift():
-    """The gathers pick exactly the pixels that indexing with four broadcast arrays picks."""
+def test_row_and_column_selects_equal_one_fancy_index_over_every_shift():
+    """The two `index_select`s pick exactly the pixels that indexing with four broadcast arrays
+    picks (the reference `scripts/benchmark.py` times them against)."""
+    from conftest import load_script
+
     torch.manual_seed(1)
     frames = torch.randint(0, 256, (81, 4, 84, 84), dtype=torch.uint8)
     shifts = torch.tensor([[dy, dx] for dy in range(-4, 5) for dx in range(-4, 5)])
-    rows = (torch.arange(84) + shifts[:, :1]).clamp(0, 83)
-    cols = (torch.arange(84) + shifts[:, 1:]).clamp(0, 83)
-    b = torch.arange(81)[:, None, None, None]
-    s = torch.arange(4)[None, :, None, None]
-    reference = frames[b, s, rows[:, None, :, None], cols[:, None, None, :]]
+    reference = load_script("benchmark").fancy_index_shift(frames, shifts)
     assert torch.equal(shift_frames(frames, shifts), reference)
 
 

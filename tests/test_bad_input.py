@@ -23,6 +23,7 @@ CASES = [
     ("agent=rainbow agent.munchausen=true", "agent.munchausen needs scalar Q-values"),
     ("agent=double_dqn agent.munchausen=true", "set agent.double_q=false"),
     ("agent.munchausen=true agent.n_step=3", "set agent.n_step=1"),
+    ("agent.target_update_interval=0 agent.tau=0.5", "agent.target_update_interval=0 has none"),
     ("agent.random_shift_pad=-1", "agent.random_shift_pad must be >= 0"),
     ("hw.num_envs=0", "hw.num_envs must be >= 1"),
     ("hw.precision=fp8", "hw.precision"),

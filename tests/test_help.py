@@ -8,9 +8,16 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
-from conftest import GROUPS, REPO, TRAIN, group_options, hydra_group_options, launcher_options
+from conftest import (
+    GROUPS,
+    REPO,
+    TRAIN,
+    config_defaults,
+    group_options,
+    hydra_group_options,
+    launcher_options,
+)
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +70,7 @@ def test_help_lists_exactly_the_options_in_conf(help_text):
 def test_each_default_is_named_first(help_text):
     """A group with a default (in conf/config.yaml) lists it first."""
     listed = listed_groups(help_text)
-    entries = yaml.safe_load((REPO / "conf" / "config.yaml").read_text())["defaults"]
-    defaults = {
-        group: option
-        for entry in entries
-        if isinstance(entry, dict)
-        for group, option in entry.items()
-        if group in GROUPS and option is not None
-    }
+    defaults = config_defaults()
     assert set(defaults) == {"env", "network", "agent", "hw"}
     for group, default in defaults.items():
         assert listed[group][0] == default, group

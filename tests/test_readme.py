@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 
 import pytest
-import yaml
 
 from conftest import (
     GROUPS,
     REPO,
     compose_config,
+    config_defaults,
     group_options,
     hydra_group_options,
     launcher_options,
@@ -62,14 +62,7 @@ def test_the_marked_defaults_are_the_configs():
         for group, options, _ in rows
         for name in re.findall(r"`([^`]+)` \(default\)", options)
     }
-    entries = yaml.safe_load((REPO / "conf" / "config.yaml").read_text())["defaults"]
-    defaults = {
-        group: option
-        for entry in entries
-        if isinstance(entry, dict)
-        for group, option in entry.items()
-        if group in GROUPS and option is not None
-    }
+    defaults = config_defaults()
     assert marked == defaults
 
 

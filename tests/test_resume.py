@@ -380,3 +380,18 @@ def test_kill_9_at_random_moments_never_corrupts_or_double_counts(tmp_path):
     steps = [step for step, _ in scalars(run_dir, "losses/td_loss")]
     assert steps == sorted(set(steps))  # no step logged twice, none out of order
     assert steps[-1] >= end - 100
+
+
+def test_a_torn_summary_leaves_the_run_to_resume_instead_of_skipping_it(tmp_path):
+    """A finished run is skipped by its summary.json; one cut while being written is not."""
+    from dqn.resume import finished_run
+
+    run_dir = tmp_path / "run"
+    trainer = short_trainer(run_dir, "total_steps=600")
+    trainer.train()
+    trainer.close()
+    summary = (run_dir / "summary.json").read_text()
+    finished = finished_run(run_dir, trainer.cfg)
+    assert finished is not None and finished["env_steps"] >= 600  # 2 envs step together
+    (run_dir / "summary.json").write_text(summary[: len(summary) // 2])
+    assert finished_run(run_dir, trainer.cfg) is None
