@@ -29,12 +29,16 @@ $(STAMP): pyproject.toml $(TORCH_SPEC)
 train: $(STAMP)
 	$(PY) scripts/train.py $(ARGS)
 
+# Two worker processes at one torch thread each (tests/conftest.py); worksteal keeps both busy
+# to the end, whatever order the long tests come in.
+XDIST := -n 2 --dist worksteal
+
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The edit-test loop: everything but the learning, kill and sweep tests (marked slow).
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 # Ruff (lint and the format check) and mypy, configured in pyproject.toml. CI runs it first.
 lint: $(STAMP)

@@ -13,6 +13,7 @@ import os
 import pickle
 import re
 import zipfile
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from dqn.config import ConfigError
+from dqn.envs import Episode
 from dqn.networks import NOISE_PARAMETERS
 
 log = logging.getLogger(__name__)
@@ -51,19 +53,6 @@ class RunRecord:
         """`wall_seconds` in hours, rounded to 0.001 (None where it was not recorded)."""
         return None if self.wall_seconds is None else round(self.wall_seconds / 3600, 3)
 
-    def _header(self) -> dict[str, Any]:
-        return {
-            "config": self.config,
-            "obs_shape": list(self.obs_shape),
-            **({"obs_dtype": self.obs_dtype} if self.obs_dtype is not None else {}),
-            "n_actions": self.n_actions,
-            "env_steps": self.env_steps,
-            "updates": self.updates,
-            "episodes": self.episodes,
-            "eval_return_mean": self.eval_return_mean,
-            "best_eval_return": self.best_eval_return,
-        }
-
     @staticmethod
     def _header_fields(payload: dict[str, Any]) -> dict[str, Any]:
         optional: dict[str, Any] = {
@@ -80,61 +69,164 @@ class RunRecord:
         }
 
 
-@dataclass(kw_only=True)
-class TrainingProgress:
-    """The trainer's counters and schedules beyond the agent's weights."""
+RECENT_GAMES = 100  # training games in the running mean of `RunState.recent_returns`
 
-    last_eval_step: int = -1
-    # One [env index, return, length, first-life return] row per game of the latest evaluation.
-    last_eval: list[list[float]] | None = None
-    recent_returns: list[float] = field(default_factory=list)  # the last 100 training games
-    metric_sums: dict[str, float] = field(default_factory=dict)  # not yet logged
+
+@dataclass(kw_only=True)
+class RunState:
+    """Everything the training loop counts beyond the agent's weights and the RNGs. The trainer
+    holds one, a checkpoint saves it whole and a resumed run takes it back whole, so a field
+    added here is resumed without another line anywhere."""
+
+    env_steps: int = 0
+    updates: int = 0
+    episodes: int = 0  # finished training games
+    best_eval_return: float = -float("inf")  # the best evaluation's mean (`best.pt` holds it)
+    last_eval_step: int = -1  # env step of the latest evaluation
+    last_eval: list[Episode] | None = None  # the latest evaluation's games
+    recent_returns: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_GAMES))
+    # Update metrics summed since the last log line: tensors while training (no host sync per
+    # update), floats in a checkpoint.
+    metric_sums: dict[str, Any] = field(default_factory=dict)
     metric_count: int = 0
     forgiven_updates: int = 0  # updates skipped while a resumed run refilled its replay
     games_seed: int = 0  # seed of the latest fresh start of all training games
     schedule_origin: tuple[int, float] = (0, 0.0)  # (env step, progress there): `run_progress`
     resumes: list[int] = field(default_factory=list)  # env steps at which the run resumed
     noise_round: int = -1  # train_freq round of the latest noisy-net draw (`Trainer.learn`)
+    # Training wall-clock of the run's earlier processes; a checkpoint holds it up to its write.
+    wall_seconds: float = 0.0
+
+    @property
+    def eval_return_mean(self) -> float | None:
+        """The latest evaluation's mean score (None before the first)."""
+        if self.last_eval is None:
+            return None
+        return float(np.mean([e.episode_return for e in self.last_eval]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain containers for `torch.save`: every field, none named here but those whose
+        type needs converting."""
+        plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        plain["last_eval"] = (
+            None if self.last_eval is None else [dataclasses.astuple(e) for e in self.last_eval]
+        )
+        plain["recent_returns"] = [float(r) for r in self.recent_returns]
+        plain["metric_sums"] = {k: float(v) for k, v in self.metric_sums.items()}
+        plain["schedule_origin"] = list(self.schedule_origin)
+        plain["resumes"] = list(self.resumes)
+        return plain
+
+    @classmethod
+    def from_dict(cls, plain: dict[str, Any]) -> RunState:
+        """Read what `to_dict` wrote; fields a file lacks take their defaults."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in plain.items() if key in known}
+        if values.get("last_eval") is not None:
+            values["last_eval"] = [
+                Episode(int(i), float(r), int(n), float(f)) for i, r, n, f in values["last_eval"]
+            ]
+        if "recent_returns" in values:
+            values["recent_returns"] = deque(values["recent_returns"], maxlen=RECENT_GAMES)
+        if "schedule_origin" in values:
+            step, done = values["schedule_origin"]
+            values["schedule_origin"] = (int(step), float(done))
+        if values.get("wall_seconds") is None:
+            values.pop("wall_seconds", None)
+        return cls(**values)
+
+
+# Keys of the file format's first layout, which kept the counters in its header and the rest
+# under "progress"; such files still resume.
+_LEGACY_STATE_KEYS = ("env_steps", "updates", "episodes", "best_eval_return")
 
 
 @dataclass(kw_only=True)
-class TrainingCheckpoint(RunRecord):
-    """Everything a run needs to continue: `checkpoints/last.pt`, `best.pt`, `crash.pt`."""
+class TrainingCheckpoint:
+    """Everything a run needs to continue: `checkpoints/last.pt`, `best.pt`, `crash.pt`. Its
+    run record (steps, scores, wall-clock) is read off `state`."""
 
+    config: dict[str, Any]  # the run's config as plain containers (`config_dict`)
+    obs_shape: tuple[int, ...]
+    obs_dtype: str | None = None  # numpy's name for it (uint8); None where not recorded
+    n_actions: int
     agent: dict[str, Any]  # `DQNAgent.state_dict()`: online and target weights, optimizer
     rng: dict[str, Any]  # numpy bit generator, torch CPU and CUDA states
-    progress: TrainingProgress
+    state: RunState
+
+    @property
+    def env_steps(self) -> int:
+        return self.state.env_steps
+
+    @property
+    def updates(self) -> int:
+        return self.state.updates
+
+    @property
+    def episodes(self) -> int:
+        return self.state.episodes
+
+    @property
+    def eval_return_mean(self) -> float | None:
+        return self.state.eval_return_mean
+
+    @property
+    def best_eval_return(self) -> float:
+        return self.state.best_eval_return
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.state.wall_seconds
+
+    @property
+    def training_hours(self) -> float:
+        """`wall_seconds` in hours, rounded to 0.001."""
+        return round(self.state.wall_seconds / 3600, 3)
 
     def to_payload(self) -> dict[str, Any]:
-        """The plain containers `torch.save` writes."""
-        progress = dataclasses.asdict(self.progress)
-        progress["schedule_origin"] = list(self.progress.schedule_origin)
-        progress["wall_seconds"] = self.wall_seconds
+        """The plain containers `torch.save` writes: the run record (for readers of the file)
+        beside the whole state it is read off."""
         return {
             "format": FORMAT,
-            **self._header(),
+            **_header(self),
             "agent": self.agent,
             "rng": self.rng,
-            "progress": progress,
+            "state": self.state.to_dict(),
         }
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> TrainingCheckpoint:
-        """Read what `to_payload` wrote; progress fields a file lacks take their defaults."""
-        progress = dict(payload.get("progress") or {})
-        wall_seconds = progress.pop("wall_seconds", None)
-        known = {f.name for f in dataclasses.fields(TrainingProgress)}
-        progress = {key: value for key, value in progress.items() if key in known}
-        if "schedule_origin" in progress:
-            step, done = progress["schedule_origin"]
-            progress["schedule_origin"] = (int(step), float(done))
+        """Read what `to_payload` wrote (or the first layout's header and "progress")."""
+        if "state" in payload:
+            state = RunState.from_dict(payload["state"])
+        else:
+            legacy = {key: payload[key] for key in _LEGACY_STATE_KEYS if key in payload}
+            state = RunState.from_dict({**legacy, **(payload.get("progress") or {})})
+        header = RunRecord._header_fields(payload)
         return cls(
-            **cls._header_fields(payload),
-            wall_seconds=None if wall_seconds is None else float(wall_seconds),
+            config=header["config"],
+            obs_shape=header["obs_shape"],
+            obs_dtype=header.get("obs_dtype"),
+            n_actions=header["n_actions"],
             agent=payload["agent"],
             rng=payload["rng"],
-            progress=TrainingProgress(**progress),
+            state=state,
         )
+
+
+def _header(record: RunRecord | TrainingCheckpoint) -> dict[str, Any]:
+    """The run record every file starts with."""
+    return {
+        "config": record.config,
+        "obs_shape": list(record.obs_shape),
+        **({"obs_dtype": record.obs_dtype} if record.obs_dtype is not None else {}),
+        "n_actions": record.n_actions,
+        "env_steps": record.env_steps,
+        "updates": record.updates,
+        "episodes": record.episodes,
+        "eval_return_mean": record.eval_return_mean,
+        "best_eval_return": record.best_eval_return,
+    }
 
 
 @dataclass(kw_only=True)
@@ -148,7 +240,7 @@ class PolicyFile(RunRecord):
         """The plain containers `torch.save` writes."""
         return {
             "format": POLICY_FORMAT,
-            **self._header(),
+            **_header(self),
             "agent": {"q_net": self.q_net},
             "wall_seconds": self.wall_seconds,
         }

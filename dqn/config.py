@@ -177,6 +177,13 @@ class AgentConfig:
     # itself + (1 - reset_shrink) * fresh weights; Adam starts over. 0 = never.
     reset_interval: int = 0
     reset_shrink: float = 1.0  # 1 keeps the torso (resets of the last layers only)
+    # BBF's annealed horizon (Schwarzer et al. 2023): over the first anneal_updates updates,
+    # and again after each reset, n-step shrinks from n_step to n_step_final and gamma grows
+    # from gamma_initial to gamma, both geometrically (`dqn.returns.annealed_horizon`). BBF:
+    # 10 -> 3 and 0.97 -> 0.997 over 10,000 updates. 0 = n_step and gamma throughout.
+    anneal_updates: int = 0
+    n_step_final: int = 3
+    gamma_initial: float = 0.97
     # DrQ's intensity augmentation: each sampled stack times 1 + scale * clip(N(0, 1), -2, 2);
     # 0 turns it off. DrQ uses 0.05.
     intensity_scale: float = 0.0
@@ -219,6 +226,31 @@ class AgentConfig:
         )
         _check(0 < self.gamma <= 1, "agent.gamma", f"must be in (0, 1], got {self.gamma}.")
         _check(self.n_step >= 1, "agent.n_step", f"must be >= 1, got {self.n_step}.")
+        _check(
+            self.anneal_updates >= 0,
+            "agent.anneal_updates",
+            f"must be >= 0 (0: no annealing), got {self.anneal_updates}.",
+        )
+        if self.anneal_updates:
+            _check(
+                1 <= self.n_step_final <= self.n_step,
+                "agent.n_step_final",
+                f"={self.n_step_final} must be in [1, agent.n_step={self.n_step}]: the n-step "
+                "length anneals down to it.",
+            )
+            _check(
+                0 < self.gamma_initial <= self.gamma < 1,
+                "agent.gamma_initial",
+                f"={self.gamma_initial} must be in (0, agent.gamma={self.gamma}], with "
+                "agent.gamma < 1: the discount anneals up from it.",
+            )
+            _check(
+                not self.prioritized_replay,
+                "agent.anneal_updates",
+                "needs uniform replay (as BBF): prioritized replay admits transitions by a "
+                "fixed n-step window; set agent.prioritized_replay=false or "
+                "agent.anneal_updates=0.",
+            )
         _check(self.batch_size >= 1, "agent.batch_size", f"must be >= 1, got {self.batch_size}.")
         _check(
             self.buffer_size >= self.batch_size,

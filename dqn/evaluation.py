@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from dqn.agent import DQNAgent
-from dqn.checkpoint import PolicyFile, RunRecord, load_checkpoint
+from dqn.checkpoint import PolicyFile, TrainingCheckpoint, load_checkpoint
 from dqn.config import (
     ConfigError,
     EnvBackend,
@@ -139,7 +139,7 @@ def load_policy_weights(q_net: torch.nn.Module, weights: dict[str, torch.Tensor]
 
 def load_agent(
     path: Path, device: torch.device, env_id: str | None = None
-) -> tuple[DQNAgent, RunConfig, RunRecord]:
+) -> tuple[DQNAgent, RunConfig, TrainingCheckpoint | PolicyFile]:
     """Rebuild the agent a checkpoint or policy file holds, with its run's config and record;
     ConfigError on a mismatch."""
     record = load_checkpoint(path)

@@ -126,6 +126,7 @@ class FrameReplayBuffer:
     ):
         self.n_step = n_step
         self.gamma = gamma
+        self.max_n_step = n_step  # the longest window `set_horizon` may ask for
         self.stack = obs_shape[0] if stacked else 1
         self.stacked = stacked
         self.frame_shape = tuple(obs_shape[1:]) if stacked else tuple(obs_shape)
@@ -155,6 +156,13 @@ class FrameReplayBuffer:
     def __len__(self) -> int:
         """Transitions that can be sampled (about: each episode's final slot is not one)."""
         return int(np.maximum(self.written - self.stack, 0).sum())
+
+    def set_horizon(self, n_step: int, gamma: float) -> None:
+        """Sample returns of `n_step` steps discounted by `gamma` from now on (an annealed
+        horizon); ValueError above the `n_step` the buffer was built for."""
+        if not 1 <= n_step <= self.max_n_step:
+            raise ValueError(f"n_step must be in [1, {self.max_n_step}], got {n_step}")
+        self.n_step, self.gamma = n_step, gamma
 
     def _newest_frames(self, obs: np.ndarray) -> np.ndarray:
         return obs[:, -1] if self.stacked else obs

@@ -39,6 +39,19 @@ def exponential_schedule(start: float, end: float, decay: float, step: int) -> f
     return max(end, start * decay**step)
 
 
+def annealed_horizon(
+    n_start: int, n_end: int, gamma_start: float, gamma_end: float, progress: float
+) -> tuple[int, float]:
+    """BBF's annealed update horizon (Schwarzer et al. 2023): at `progress` (0 to 1, held at 1
+    after) the n-step length moves geometrically from `n_start` to `n_end`, rounded to the
+    nearest step, and the discount's complement 1 - gamma from 1 - `gamma_start` to
+    1 - `gamma_end`, so the horizon 1 / (1 - gamma) grows as geometrically as n shrinks."""
+    p = min(max(progress, 0.0), 1.0)
+    n = round(n_start * (n_end / n_start) ** p)
+    gamma = 1.0 - (1.0 - gamma_start) * ((1.0 - gamma_end) / (1.0 - gamma_start)) ** p
+    return int(n), gamma
+
+
 def updates_owed(env_steps: int, learning_starts: int, train_freq: int, gradient_steps: int) -> int:
     """Gradient steps due after `env_steps`: `gradient_steps` per `train_freq` env steps
     counted from `learning_starts`, so the replay ratio holds whatever the number of envs."""

@@ -8,25 +8,24 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dqn.agent import DQNAgent
 from dqn.checkpoint import (
+    RunState,
     TrainingCheckpoint,
-    TrainingProgress,
     load_arrays,
     load_latest,
     save_arrays,
@@ -42,7 +41,7 @@ from dqn.config import (
     RunConfig,
     config_dict,
 )
-from dqn.envs import Episode, action_count, make_vector_env, observation_format
+from dqn.envs import action_count, make_vector_env, observation_format
 from dqn.evaluation import EvalProtocol, EvalResult, eval_figures, evaluate
 from dqn.hardware import (
     flush_denormals,
@@ -52,9 +51,20 @@ from dqn.hardware import (
 )
 from dqn.logger import RunLogger
 from dqn.networks import build_network
-from dqn.replay import PrioritizedFrameReplayBuffer, build_replay, plan_capacity
+from dqn.replay import (
+    FrameReplayBuffer,
+    PrioritizedFrameReplayBuffer,
+    build_replay,
+    plan_capacity,
+)
 from dqn.resume import check_same_run
-from dqn.returns import exponential_schedule, linear_schedule, run_progress, updates_owed
+from dqn.returns import (
+    annealed_horizon,
+    exponential_schedule,
+    linear_schedule,
+    run_progress,
+    updates_owed,
+)
 from dqn.video import AgentViewGif
 
 log = logging.getLogger(__name__)
@@ -133,82 +143,79 @@ def stop_signals() -> Iterator[Signals]:
             signal.signal(signum, previous[signum])
 
 
+@dataclass
+class RunParts:
+    """What a run is built of (`build_run`): the pieces the training loop drives."""
+
+    device: torch.device
+    agent: DQNAgent
+    replay: FrameReplayBuffer
+    collector: Collector  # the training envs, stepping into the replay
+    eval_envs: gym.vector.VectorEnv
+    rng: np.random.Generator  # the run's numpy randomness: actions, replay samples, game seeds
+
+
+def build_run(cfg: RunConfig) -> RunParts:
+    """Build a fresh run from its config: the process settings (threads, subnormals), the
+    seeds, the device, the envs, the network and its agent, the replay and the collector."""
+    keep_freed_memory()
+    flush_denormals()
+    device = resolve_device(cfg.hw.device, cfg.hw.precision)
+    precision = resolve_precision(cfg.hw.precision, device)
+    if cfg.hw.torch_threads:
+        torch.set_num_threads(cfg.hw.torch_threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+
+    envs = make_vector_env(cfg.env, cfg.hw.num_envs, cfg.hw.env_batch_size, cfg.hw.env_threads)
+    eval_envs = make_vector_env(cfg.env, min(cfg.eval.num_envs, cfg.eval.episodes))
+    obs_shape, obs_dtype = observation_format(envs)
+    n_actions = action_count(envs)
+    q_net = build_network(cfg.network, obs_shape, n_actions, **cfg.agent.head_kwargs())
+    agent = DQNAgent(
+        q_net, n_actions, cfg.agent, device, precision, cfg.hw.channels_last, cfg.hw.compile_mode
+    )
+    stacked = cfg.env.kind == EnvKind.atari  # Atari observations are stacks of frames
+    frame_shape = obs_shape[1:] if stacked else obs_shape
+    capacity = plan_capacity(
+        cfg.agent.buffer_size, cfg.hw.replay_memory_gib, frame_shape, obs_dtype
+    )
+    if capacity < cfg.agent.batch_size:
+        raise ConfigError(
+            f"hw.replay_memory_gib={cfg.hw.replay_memory_gib} holds {capacity} transitions, "
+            f"fewer than agent.batch_size={cfg.agent.batch_size}: raise it."
+        )
+    replay = build_replay(
+        cfg.agent, capacity, cfg.hw.num_envs, obs_shape, obs_dtype, device, stacked
+    )
+    collector = Collector(envs, replay, cfg.env.terminal_on_life_loss, cfg.env.clip_rewards)
+    log.info(
+        "%s: %d envs, observations %s %s, %d actions, replay %d transitions, device %s",
+        cfg.env.id,
+        cfg.hw.num_envs,
+        obs_shape,
+        obs_dtype,
+        n_actions,
+        capacity,
+        device,
+    )
+    return RunParts(device, agent, replay, collector, eval_envs, rng)
+
+
 class Trainer:
-    """Owns one training run in `run_dir` (Hydra's output directory); if that directory
-    holds a checkpoint, the run continues from it."""
+    """Owns one training run in `run_dir` (Hydra's output directory): the loop, its cadences
+    and the learning. If that directory holds a checkpoint, the run continues from it."""
 
     def __init__(self, cfg: RunConfig, run_dir: Path):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
-        keep_freed_memory()
-        flush_denormals()
-        self.device = resolve_device(cfg.hw.device, cfg.hw.precision)
-        self.precision = resolve_precision(cfg.hw.precision, self.device)
-        if cfg.hw.torch_threads:
-            torch.set_num_threads(cfg.hw.torch_threads)
-        torch.manual_seed(cfg.seed)
-        self.rng = np.random.default_rng(cfg.seed)
-
-        envs = make_vector_env(cfg.env, cfg.hw.num_envs, cfg.hw.env_batch_size, cfg.hw.env_threads)
-        self.eval_envs = make_vector_env(cfg.env, min(cfg.eval.num_envs, cfg.eval.episodes))
-        obs_shape, obs_dtype = observation_format(envs)
-        n_actions = action_count(envs)
-        q_net = build_network(cfg.network, obs_shape, n_actions, **cfg.agent.head_kwargs())
-        self.agent = DQNAgent(
-            q_net,
-            n_actions,
-            cfg.agent,
-            self.device,
-            self.precision,
-            cfg.hw.channels_last,
-            cfg.hw.compile_mode,
-        )
-        stacked = cfg.env.kind == EnvKind.atari  # Atari observations are stacks of frames
-        frame_shape = obs_shape[1:] if stacked else obs_shape
-        capacity = plan_capacity(
-            cfg.agent.buffer_size, cfg.hw.replay_memory_gib, frame_shape, obs_dtype
-        )
-        if capacity < cfg.agent.batch_size:
-            raise ConfigError(
-                f"hw.replay_memory_gib={cfg.hw.replay_memory_gib} holds {capacity} transitions, "
-                f"fewer than agent.batch_size={cfg.agent.batch_size}: raise it."
-            )
-        self.replay = build_replay(
-            cfg.agent, capacity, cfg.hw.num_envs, obs_shape, obs_dtype, self.device, stacked
-        )
-        self.collector = Collector(
-            envs, self.replay, cfg.env.terminal_on_life_loss, cfg.env.clip_rewards
-        )
-        log.info(
-            "%s: %d envs, observations %s %s, %d actions, replay %d transitions, device %s",
-            cfg.env.id,
-            cfg.hw.num_envs,
-            obs_shape,
-            obs_dtype,
-            n_actions,
-            capacity,
-            self.device,
-        )
-
-        self.env_steps = 0
-        self.updates = 0
-        self.episodes = 0
-        self.best_eval_return = -math.inf
-        self.last_eval: EvalResult | None = None
-        self.last_eval_step = -1
-        self.recent_returns: deque[float] = deque(maxlen=100)
+        parts = build_run(cfg)
+        self.device, self.agent, self.replay = parts.device, parts.agent, parts.replay
+        self.collector, self.eval_envs, self.rng = parts.collector, parts.eval_envs, parts.rng
+        # The counters, saved and restored whole; see `RunState`.
+        self.state = RunState(games_seed=cfg.seed)
         self._ready: tuple[np.ndarray, np.ndarray] | None = None  # obs, env ids awaiting actions
-        self._metric_sums: dict[str, torch.Tensor] = {}
-        self._metric_count = 0
-        self.resumes: list[int] = []  # env steps at which this run was resumed
-        self.wall_seconds_before = 0.0  # training time of the run's earlier processes
-        self.forgiven_updates = 0  # updates skipped while a resumed run refilled its replay
-        self.games_seed = cfg.seed  # seed of the latest fresh start of all training games
-        # Where the schedules' progress was re-planned: (env step, progress there); see
-        # `progress`. A run resumed with another total_steps moves it to the resume step.
-        self.schedule_origin: tuple[int, float] = (0, 0.0)
-        self._noise_round = -1  # train_freq round of the latest noisy-net draw
         self._started = time.perf_counter()
         if cfg.checkpoint.exact_resume and not cfg.checkpoint.save_replay:
             log.warning(
@@ -218,19 +225,24 @@ class Trainer:
             )
         self.restore()
 
+    @property
+    def last_eval(self) -> EvalResult | None:
+        """The latest evaluation (None before the first)."""
+        return None if self.state.last_eval is None else EvalResult(self.state.last_eval)
+
     # ---- schedules -------------------------------------------------------------------------
     def progress(self) -> float:
         """Share of the run done for the annealed schedules (epsilon, PER beta, the learning
         rate): 0 at the start, 1 at `total_steps`. Resuming with a larger `total_steps` keeps
         the steps already taken as they were and stretches only the rest (`run_progress`)."""
-        return run_progress(self.env_steps, self.cfg.total_steps, *self.schedule_origin)
+        return run_progress(self.state.env_steps, self.cfg.total_steps, *self.state.schedule_origin)
 
     def epsilon(self) -> float:
         """Exploration rate at the current env step: 1 (uniformly random actions) before
         `learning_starts`, as in SB3 and Dopamine; then the schedule, or 0 with noisy nets,
         whose learned noise explores."""
         a = self.cfg.agent
-        if self.env_steps < a.learning_starts:
+        if self.state.env_steps < a.learning_starts:
             return 1.0
         if a.noisy_nets:
             return 0.0
@@ -239,7 +251,7 @@ class Trainer:
                 a.exploration_initial_eps,
                 a.exploration_final_eps,
                 a.exploration_decay,
-                self.env_steps,
+                self.state.env_steps,
             )
         return linear_schedule(
             a.exploration_initial_eps,
@@ -261,12 +273,12 @@ class Trainer:
         logger = RunLogger(
             self.run_dir,
             self.cfg.total_steps,
-            self.env_steps,
-            purge_step=self.env_steps + 1 if self.resumes else None,
+            self.state.env_steps,
+            purge_step=self.state.env_steps + 1 if self.state.resumes else None,
         )
-        if not self.resumes:
+        if not self.state.resumes:
             logger.hparams(config_dict(self.cfg))
-        started = self._started = time.perf_counter()
+        self._started = time.perf_counter()
         with stop_signals() as signals:
             try:
                 with logging_redirect_tqdm():
@@ -277,7 +289,7 @@ class Trainer:
             except SystemExit:  # another handler ended the process (submitit's requeue)
                 log.warning(
                     "Exiting at %d env steps (requeue or shutdown): saving checkpoints/last.pt.",
-                    self.env_steps,
+                    self.state.env_steps,
                 )
                 self.save("last.pt")
                 logger.close()
@@ -288,7 +300,7 @@ class Trainer:
                 log.exception(
                     "Training failed at %d env steps: saving checkpoints/crash.pt; "
                     "a restart resumes from checkpoints/last.pt.",
-                    self.env_steps,
+                    self.state.env_steps,
                 )
                 self.save("crash.pt")
                 logger.close()
@@ -296,12 +308,14 @@ class Trainer:
             stopped_by = signals.stop
             if stopped_by:
                 log.warning(
-                    "%s at %d env steps: saving checkpoints/last.pt.", stopped_by, self.env_steps
+                    "%s at %d env steps: saving checkpoints/last.pt.",
+                    stopped_by,
+                    self.state.env_steps,
                 )
-            if stopped_by is None and self.last_eval_step != self.env_steps:
+            if stopped_by is None and self.state.last_eval_step != self.state.env_steps:
                 self.run_evaluation(logger)
             # Training wall-clock with every evaluation in it, the final one included.
-            wall_seconds = self.wall_seconds_before + time.perf_counter() - started
+            wall_seconds = self.wall_seconds()
             # A finished run's replay is only needed to extend it later (checkpoint.keep_replay).
             keep_replay = stopped_by is not None or self.cfg.checkpoint.keep_replay
             self.save("last.pt", wall_seconds, with_replay=keep_replay)  # signals wait for it
@@ -325,22 +339,22 @@ class Trainer:
         signals = Signals() if signals is None else signals
         cfg = self.cfg
         if self._ready is None:  # a new run, or a resumed one: fresh games everywhere
-            self._ready = self.collector.reset(seed=self.games_seed)
+            self._ready = self.collector.reset(seed=self.state.games_seed)
         obs, env_ids = self._ready
-        window_start, window_steps = time.perf_counter(), self.env_steps
-        while self.env_steps < cfg.total_steps and signals.stop is None:
+        window_start, window_steps = time.perf_counter(), self.state.env_steps
+        while self.state.env_steps < cfg.total_steps and signals.stop is None:
             epsilon = self.epsilon()
             self.collector.send(env_ids, self.agent.act(obs, epsilon, self.rng))
             self.learn()  # while the emulators play
             obs, env_ids, outcome = self.collector.recv()
             self._ready = obs, env_ids
-            before = self.env_steps
-            self.env_steps += int(outcome.is_transition.sum())
+            before = self.state.env_steps
+            self.state.env_steps += int(outcome.is_transition.sum())
             for episode in outcome.episodes:
-                self.episodes += 1
-                self.recent_returns.append(episode.episode_return)
+                self.state.episodes += 1
+                self.state.recent_returns.append(episode.episode_return)
                 logger.scalars(
-                    self.env_steps,
+                    self.state.env_steps,
                     {
                         "charts/episodic_return": episode.episode_return,
                         "charts/episodic_length": episode.length,
@@ -348,20 +362,20 @@ class Trainer:
                     },
                 )
             if cfg.agent.target_update_interval and crossed(
-                before, self.env_steps, cfg.agent.target_update_interval
+                before, self.state.env_steps, cfg.agent.target_update_interval
             ):
                 self.agent.sync_target()
 
-            logger.advance(self.env_steps - before)
-            if crossed(before, self.env_steps, cfg.log_interval_steps):
+            logger.advance(self.state.env_steps - before)
+            if crossed(before, self.state.env_steps, cfg.log_interval_steps):
                 now = time.perf_counter()
-                sps = (self.env_steps - window_steps) / max(now - window_start, 1e-9)
-                window_start, window_steps = now, self.env_steps
-                verbose = crossed(before, self.env_steps, 10 * cfg.log_interval_steps)
+                sps = (self.state.env_steps - window_steps) / max(now - window_start, 1e-9)
+                window_start, window_steps = now, self.state.env_steps
+                verbose = crossed(before, self.state.env_steps, 10 * cfg.log_interval_steps)
                 self.log_scalars(logger, epsilon, sps, verbose)
-            if crossed(before, self.env_steps, cfg.eval.interval_steps):
+            if crossed(before, self.state.env_steps, cfg.eval.interval_steps):
                 self.run_evaluation(logger)
-            if crossed(before, self.env_steps, cfg.checkpoint.interval_steps):
+            if crossed(before, self.state.env_steps, cfg.checkpoint.interval_steps):
                 logger.flush()  # everything up to the checkpoint is on disk with it
                 if cfg.checkpoint.exact_resume:
                     self.checkpoint_boundary()
@@ -379,65 +393,80 @@ class Trainer:
         whole state of the run, so a run resumed from it continues exactly as the
         uninterrupted run does. The price: no game outlives a checkpoint interval."""
         if self.collector.synchronous:
-            self.games_seed = int(self.rng.integers(0, MAX_SEED))  # saved with the checkpoint
+            self.state.games_seed = int(self.rng.integers(0, MAX_SEED))  # saved with the checkpoint
         self.save("last.pt")
         if self.collector.synchronous:
-            self._ready = self.collector.reset(seed=self.games_seed)
+            self._ready = self.collector.reset(seed=self.state.games_seed)
 
     def learn(self) -> None:
         """Do the gradient steps the replay ratio owes."""
         if len(self.replay) < self.cfg.agent.batch_size:
             return
         a = self.cfg.agent
-        due = updates_owed(self.env_steps, a.learning_starts, a.train_freq, a.gradient_steps)
-        due -= self.forgiven_updates
-        if self.updates >= due:
+        due = updates_owed(self.state.env_steps, a.learning_starts, a.train_freq, a.gradient_steps)
+        due -= self.state.forgiven_updates
+        if self.state.updates >= due:
             self.redraw_idle_noise()
             return
         beta = self.priority_beta()
-        if self.updates < due and a.lr_schedule == LearningRateSchedule.linear:
+        if self.state.updates < due and a.lr_schedule == LearningRateSchedule.linear:
             self.agent.set_lr(linear_schedule(a.lr, 0.0, 1.0, self.progress()))
-        while self.updates < due:
+        while self.state.updates < due:
+            if a.anneal_updates:  # the horizon restarts with each reset, as BBF's
+                cycle = (
+                    self.state.updates % a.reset_interval
+                    if a.reset_interval
+                    else self.state.updates
+                )
+                self.replay.set_horizon(
+                    *annealed_horizon(
+                        a.n_step, a.n_step_final, a.gamma_initial, a.gamma, cycle / a.anneal_updates
+                    )
+                )
             batch = self.replay.sample(a.batch_size, self.rng, beta)
             metrics, priorities = self.agent.update(batch)
             if isinstance(self.replay, PrioritizedFrameReplayBuffer):
                 self.replay.update_priorities(batch.indices, priorities.float().cpu().numpy())
             for key, value in metrics.items():
-                self._metric_sums[key] = self._metric_sums.get(key, 0) + value
-            self._metric_count += 1
-            self.updates += 1
-            if a.reset_interval and self.updates % a.reset_interval == 0:
+                self.state.metric_sums[key] = self.state.metric_sums.get(key, 0) + value
+            self.state.metric_count += 1
+            self.state.updates += 1
+            if a.reset_interval and self.state.updates % a.reset_interval == 0:
                 self.agent.reset_parameters(a.reset_shrink)
-                log.info("Reset at %d updates (torso shrink %.2f).", self.updates, a.reset_shrink)
-        self._noise_round = (self.env_steps - a.learning_starts) // a.train_freq
+                log.info(
+                    "Reset at %d updates (torso shrink %.2f).", self.state.updates, a.reset_shrink
+                )
+        self.state.noise_round = (self.state.env_steps - a.learning_starts) // a.train_freq
 
     def redraw_idle_noise(self) -> None:
         """With noisy nets, draw new acting noise once per `train_freq` env steps while no
         update does it (a resumed run refilling its replay), as updates would have."""
         a = self.cfg.agent
-        if not a.noisy_nets or self.env_steps < a.learning_starts:
+        if not a.noisy_nets or self.state.env_steps < a.learning_starts:
             return  # before learning_starts every action is random
-        round_ = (self.env_steps - a.learning_starts) // a.train_freq
-        if round_ != self._noise_round:
-            self._noise_round = round_
+        round_ = (self.state.env_steps - a.learning_starts) // a.train_freq
+        if round_ != self.state.noise_round:
+            self.state.noise_round = round_
             self.agent.reset_noise()
 
     def log_scalars(self, logger: RunLogger, epsilon: float, sps: float, verbose: bool) -> None:
         """Write the periodic scalars (one host sync per log interval, not per update)."""
         scalars = {"charts/epsilon": epsilon, "charts/SPS": sps}
-        if self._metric_count:
-            for key, total in self._metric_sums.items():
-                scalars[f"losses/{key}"] = float(total) / self._metric_count
-            self._metric_sums, self._metric_count = {}, 0
-        logger.scalars(self.env_steps, scalars)
-        recent = float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
+        if self.state.metric_count:
+            for key, total in self.state.metric_sums.items():
+                scalars[f"losses/{key}"] = float(total) / self.state.metric_count
+            self.state.metric_sums, self.state.metric_count = {}, 0
+        logger.scalars(self.state.env_steps, scalars)
+        recent = (
+            float(np.mean(self.state.recent_returns)) if self.state.recent_returns else float("nan")
+        )
         logger.advance(0, sps=f"{sps:.0f}", ret=f"{recent:.1f}", eps=f"{epsilon:.3f}")
         if verbose:
             log.info(
                 "step %d  episodes %d  updates %d  return(100) %.1f  epsilon %.3f  SPS %.0f",
-                self.env_steps,
-                self.episodes,
-                self.updates,
+                self.state.env_steps,
+                self.state.episodes,
+                self.state.updates,
                 recent,
                 epsilon,
                 sps,
@@ -455,10 +484,12 @@ class Trainer:
             recorder=gif,
         )
         if gif is not None:
-            logger.video("eval/video", gif.frames, self.env_steps, 60 / self.cfg.env.frame_skip)
-        self.last_eval, self.last_eval_step = result, self.env_steps
+            logger.video(
+                "eval/video", gif.frames, self.state.env_steps, 60 / self.cfg.env.frame_skip
+            )
+        self.state.last_eval, self.state.last_eval_step = result.episodes, self.state.env_steps
         logger.scalars(
-            self.env_steps,
+            self.state.env_steps,
             {
                 "eval/episodic_return": result.mean,
                 "eval/episodic_return_std": result.std,
@@ -467,17 +498,21 @@ class Trainer:
         )
         log.info(
             "eval at step %d: return %.1f +- %.1f over %d games",
-            self.env_steps,
+            self.state.env_steps,
             result.mean,
             result.std,
             len(result.episodes),
         )
-        if result.mean > self.best_eval_return:
-            self.best_eval_return = result.mean
+        if result.mean > self.state.best_eval_return:
+            self.state.best_eval_return = result.mean
             self.save("best.pt")
         return result
 
     # ---- persistence -----------------------------------------------------------------------
+    def wall_seconds(self) -> float:
+        """Training wall-clock of the run so far: its earlier processes and this one."""
+        return self.state.wall_seconds + (time.perf_counter() - self._started)
+
     def write_final_evaluation(self, wall_seconds: float) -> None:
         """Write the final agent's evaluation as `final.eval.json`, in the format of
         `scripts/evaluate.py` (what `scripts/aggregate.py` reads)."""
@@ -498,7 +533,7 @@ class Trainer:
             c.env,
             protocol,
             source=str(self.checkpoint_dir / "last.pt"),
-            env_steps=self.env_steps,
+            env_steps=self.state.env_steps,
             training_hours=wall_seconds / 3600,
         )
         figures["seed"] = c.seed
@@ -511,48 +546,27 @@ class Trainer:
         earlier files stay whole."""
         path = self.checkpoint_dir / name
         if wall_seconds is None:
-            wall_seconds = self.wall_seconds_before + (time.perf_counter() - self._started)
+            wall_seconds = self.wall_seconds()
         obs_shape, obs_dtype = observation_format(self.collector.envs)
         checkpoint = TrainingCheckpoint(
             config=config_dict(self.cfg),
             obs_shape=obs_shape,
             obs_dtype=str(obs_dtype),
             n_actions=self.agent.n_actions,
-            env_steps=self.env_steps,
-            updates=self.updates,
-            episodes=self.episodes,
-            eval_return_mean=None if self.last_eval is None else self.last_eval.mean,
-            best_eval_return=self.best_eval_return,
-            wall_seconds=wall_seconds,
             agent=self.agent.state_dict(),
             rng={
                 "numpy": self.rng.bit_generator.state,
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
-            progress=TrainingProgress(
-                last_eval_step=self.last_eval_step,
-                last_eval=None
-                if self.last_eval is None
-                else [
-                    [e.env_index, e.episode_return, e.length, e.first_life_return]
-                    for e in self.last_eval.episodes
-                ],
-                recent_returns=list(self.recent_returns),
-                metric_sums={k: float(v) for k, v in self._metric_sums.items()},
-                metric_count=self._metric_count,
-                forgiven_updates=self.forgiven_updates,
-                games_seed=self.games_seed,
-                schedule_origin=self.schedule_origin,
-                resumes=self.resumes,
-                noise_round=self._noise_round,
-            ),
+            state=replace(self.state, wall_seconds=wall_seconds),
         )
         writing = self.checkpoint_dir / REPLAY_SNAPSHOT
         try:
             if name == "last.pt" and self.cfg.checkpoint.save_replay and with_replay:
                 save_arrays(
-                    {**self.replay.state_dict(), "env_steps": np.array(self.env_steps)}, writing
+                    {**self.replay.state_dict(), "env_steps": np.array(self.state.env_steps)},
+                    writing,
                 )
             writing = path
             save_checkpoint(checkpoint, path, keep_previous=name == "last.pt")
@@ -580,45 +594,26 @@ class Trainer:
         checkpoint, path = found
         check_same_run(checkpoint.config, config_dict(self.cfg), path)
         self.agent.load_state_dict(checkpoint.agent)
-        self.env_steps = checkpoint.env_steps
-        self.updates = checkpoint.updates
-        self.episodes = checkpoint.episodes
-        self.best_eval_return = checkpoint.best_eval_return
         self.rng.bit_generator.state = checkpoint.rng["numpy"]
         torch.set_rng_state(checkpoint.rng["torch"])
         if checkpoint.rng.get("cuda") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(checkpoint.rng["cuda"])
-        progress = checkpoint.progress
-        self.last_eval_step = progress.last_eval_step
-        if progress.last_eval is not None:
-            self.last_eval = EvalResult(
-                [Episode(int(i), float(r), int(n), float(f)) for i, r, n, f in progress.last_eval]
-            )
-        self.recent_returns.extend(progress.recent_returns)
-        self._metric_sums = {
-            k: torch.tensor(v, device=self.device) for k, v in progress.metric_sums.items()
-        }
-        self._metric_count = progress.metric_count
-        self.forgiven_updates = progress.forgiven_updates
-        self.games_seed = progress.games_seed
-        self._noise_round = progress.noise_round
+        state = self.state = checkpoint.state
         if not (self.cfg.checkpoint.exact_resume and self.collector.synchronous):
             # The games in progress were not saved: new games, on new seeds.
-            self.games_seed = int(self.rng.integers(0, MAX_SEED))
-        self.schedule_origin = progress.schedule_origin
+            state.games_seed = int(self.rng.integers(0, MAX_SEED))
         saved_total = int(checkpoint.config["total_steps"])
         if saved_total != self.cfg.total_steps:  # re-plan the steps left, keep those taken
-            done = run_progress(self.env_steps, saved_total, *self.schedule_origin)
-            self.schedule_origin = (self.env_steps, done)
+            done = run_progress(state.env_steps, saved_total, *state.schedule_origin)
+            state.schedule_origin = (state.env_steps, done)
             if done >= 1.0 and self.cfg.agent.lr_schedule == LearningRateSchedule.linear:
                 log.warning(
                     "agent.lr_schedule=linear reached 0 at the run's earlier "
                     "total_steps; the steps added learn nothing."
                 )
-        self.wall_seconds_before = checkpoint.wall_seconds or 0.0
-        self.resumes = [*progress.resumes, self.env_steps]
+        state.resumes.append(state.env_steps)
         log.info(
-            "Resuming from %s at %d env steps (%d updates).", path, self.env_steps, self.updates
+            "Resuming from %s at %d env steps (%d updates).", path, state.env_steps, state.updates
         )
         self.restore_replay()
 
@@ -630,7 +625,7 @@ class Trainer:
         if snapshot.exists():
             try:
                 state = load_arrays(snapshot)
-                if int(state.pop("env_steps")) != self.env_steps:
+                if int(state.pop("env_steps")) != self.state.env_steps:
                     raise ValueError("it was written at another step than the checkpoint")
                 self.replay.load_state_dict(state)
                 log.info("Replay restored from %s (%d transitions).", snapshot, len(self.replay))
@@ -638,11 +633,16 @@ class Trainer:
             except (ConfigError, ValueError, KeyError) as e:
                 reason = f"{snapshot} cannot be used ({e})"
         a = self.cfg.agent
-        owed_now = updates_owed(self.env_steps, a.learning_starts, a.train_freq, a.gradient_steps)
-        refilled = updates_owed(
-            self.env_steps + a.learning_starts, a.learning_starts, a.train_freq, a.gradient_steps
+        owed_now = updates_owed(
+            self.state.env_steps, a.learning_starts, a.train_freq, a.gradient_steps
         )
-        self.forgiven_updates += refilled - owed_now
+        refilled = updates_owed(
+            self.state.env_steps + a.learning_starts,
+            a.learning_starts,
+            a.train_freq,
+            a.gradient_steps,
+        )
+        self.state.forgiven_updates += refilled - owed_now
         log.warning(
             "The replay was not restored (%s): refilling it for agent.learning_starts=%d env "
             "steps before learning resumes.",
@@ -655,25 +655,25 @@ class Trainer:
         result = self.last_eval
         return {
             "env": self.cfg.env.id,
-            "env_steps": self.env_steps,
-            "env_frames": self.env_steps
+            "env_steps": self.state.env_steps,
+            "env_frames": self.state.env_steps
             * (self.cfg.env.frame_skip if self.cfg.env.kind == EnvKind.atari else 1),
-            "episodes": self.episodes,
-            "updates": self.updates,
+            "episodes": self.state.episodes,
+            "updates": self.state.updates,
             "wall_seconds": round(wall_seconds, 2),
-            "steps_per_second": round(self.env_steps / max(wall_seconds, 1e-9), 1),
+            "steps_per_second": round(self.state.env_steps / max(wall_seconds, 1e-9), 1),
             "train_return_mean_last100": (
-                float(np.mean(self.recent_returns)) if self.recent_returns else None
+                float(np.mean(self.state.recent_returns)) if self.state.recent_returns else None
             ),
             "eval_return_mean": None if result is None else result.mean,
             "eval_return_std": None if result is None else result.std,
             "eval_return_first_life_mean": None if result is None else result.first_life_mean,
             "eval_returns": None if result is None else result.returns.tolist(),
             "eval_epsilon": self.cfg.eval.epsilon,
-            "best_eval_return": None if result is None else self.best_eval_return,
+            "best_eval_return": None if result is None else self.state.best_eval_return,
             "interrupted": stopped_by is not None,
             "stopped_by": stopped_by,
-            "resumes": self.resumes,
+            "resumes": self.state.resumes,
         }
 
     def close(self) -> None:

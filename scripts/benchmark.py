@@ -205,10 +205,10 @@ def ours_e2e_window(
     trainer.train_loop(logger)
 
     def window() -> float:
-        start_steps, start = trainer.env_steps, time.perf_counter()
+        start_steps, start = trainer.state.env_steps, time.perf_counter()
         trainer.cfg.total_steps = start_steps + steps
         trainer.train_loop(logger)
-        return (trainer.env_steps - start_steps) / (time.perf_counter() - start)
+        return (trainer.state.env_steps - start_steps) / (time.perf_counter() - start)
 
     return window
 

@@ -10,7 +10,16 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+import torch
+
 from dqn.config import compose_config  # noqa: F401  (re-exported for the tests)
+
+# Under pytest-xdist (`make test`, `make test-fast`: two workers on two cores) each worker and
+# the runs it starts use one torch thread: two workers at two threads each would fight over the
+# cores (OpenMP spin-waits), and two at one thread finish sooner than one at two.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"

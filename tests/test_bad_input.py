@@ -24,6 +24,13 @@ CASES = [
     ("agent=double_dqn agent.munchausen=true", "set agent.double_q=false"),
     ("agent.munchausen=true agent.n_step=3", "set agent.n_step=1"),
     ("agent.target_update_interval=0 agent.tau=0.5", "agent.target_update_interval=0 has none"),
+    (
+        "agent.anneal_updates=100 agent.n_step=3 agent.n_step_final=5",
+        "must be in [1, agent.n_step=3]",
+    ),
+    ("agent.anneal_updates=100 agent.gamma_initial=0.999", "anneals up from it"),
+    ("agent.anneal_updates=100 agent.gamma=1.0", "with agent.gamma < 1"),
+    ("agent=rainbow agent.anneal_updates=100", "set agent.prioritized_replay=false"),
     ("agent.random_shift_pad=-1", "agent.random_shift_pad must be >= 0"),
     ("hw.num_envs=0", "hw.num_envs must be >= 1"),
     ("hw.precision=fp8", "hw.precision"),

@@ -4,6 +4,8 @@ policy a checkpoint ships, what a resumed run may change, and a package free of 
 from __future__ import annotations
 
 import ast
+import dataclasses
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -12,13 +14,14 @@ import torch
 from conftest import REPO, compose_config
 from dqn.checkpoint import (
     PolicyFile,
+    RunState,
     TrainingCheckpoint,
-    TrainingProgress,
     load_checkpoint,
     save_checkpoint,
     save_policy,
 )
 from dqn.config import ConfigError
+from dqn.envs import Episode
 from dqn.resume import changeable_on_resume, typed_values
 
 
@@ -34,23 +37,24 @@ def a_checkpoint() -> TrainingCheckpoint:
         config={"env": {"id": "pong"}, "total_steps": 1000},
         obs_shape=(4, 84, 84),
         n_actions=6,
-        env_steps=500,
-        updates=40,
-        episodes=3,
-        eval_return_mean=-20.5,
-        best_eval_return=-20.0,
-        wall_seconds=7200.0,
         agent={"q_net": weights, "target_net": weights, "optimizer": {}},
         rng={"numpy": {"state": 1}, "torch": torch.get_rng_state(), "cuda": []},
-        progress=TrainingProgress(
+        state=RunState(
+            env_steps=500,
+            updates=40,
+            episodes=3,
+            best_eval_return=-20.0,
+            wall_seconds=7200.0,
             last_eval_step=400,
-            last_eval=[[0, -21.0, 800, -21.0], [1, -20.0, 900, -20.0]],
-            recent_returns=[-21.0, -20.0],
+            last_eval=[Episode(0, -21.0, 800, -21.0), Episode(1, -20.0, 900, -20.0)],
+            recent_returns=deque([-21.0, -20.0], maxlen=100),
             metric_sums={"td_loss": 1.5},
             metric_count=3,
             games_seed=12,
             schedule_origin=(300, 0.25),
             resumes=[300],
+            forgiven_updates=5,
+            noise_round=77,
         ),
     )
 
@@ -60,10 +64,50 @@ def test_training_checkpoint_reads_back_as_written(tmp_path):
     save_checkpoint(written, tmp_path / "last.pt")
     read = load_checkpoint(tmp_path / "last.pt")
     assert isinstance(read, TrainingCheckpoint)
-    assert read.progress == written.progress
+    assert read.state == written.state
+    assert read.state.recent_returns.maxlen == 100
     assert (read.env_steps, read.obs_shape, read.wall_seconds) == (500, (4, 84, 84), 7200.0)
     assert read.training_hours == 2.0
     assert torch.equal(read.agent["q_net"]["torso.0.weight"], torch.arange(6.0).reshape(2, 3))
+
+
+def test_every_field_of_the_run_state_is_saved_and_read_back(tmp_path):
+    written = a_checkpoint().state
+    fresh = RunState()
+    names = [f.name for f in dataclasses.fields(RunState)]
+    # The example sets every field away from its default, so the comparison below covers each
+    # one, a field added later included (this line fails until the example sets it).
+    assert [name for name in names if getattr(written, name) == getattr(fresh, name)] == []
+    save_checkpoint(a_checkpoint(), tmp_path / "last.pt")
+    read = load_checkpoint(tmp_path / "last.pt")
+    assert isinstance(read, TrainingCheckpoint)
+    assert {name: getattr(read.state, name) for name in names} == {
+        name: getattr(written, name) for name in names
+    }
+
+
+def test_the_file_header_is_read_off_the_state(tmp_path):
+    payload = a_checkpoint().to_payload()
+    header = {key: payload[key] for key in ("env_steps", "updates", "episodes")}
+    assert header == {"env_steps": 500, "updates": 40, "episodes": 3}
+    assert payload["eval_return_mean"] == -20.5  # the mean of the latest evaluation's games
+    assert payload["best_eval_return"] == -20.0
+
+
+def test_a_checkpoint_of_the_first_layout_resumes_with_its_counters(tmp_path):
+    # The first layout kept the counters in the header and the rest under "progress".
+    payload = a_checkpoint().to_payload()
+    state = payload.pop("state")
+    payload["progress"] = {
+        key: state[key]
+        for key in ("last_eval_step", "last_eval", "recent_returns", "games_seed", "wall_seconds")
+    }
+    torch.save(payload, tmp_path / "old.pt")
+    read = load_checkpoint(tmp_path / "old.pt")
+    assert isinstance(read, TrainingCheckpoint)
+    assert (read.env_steps, read.updates, read.episodes, read.wall_seconds) == (500, 40, 3, 7200.0)
+    assert read.state.games_seed == 12 and read.eval_return_mean == -20.5
+    assert read.state.schedule_origin == (0, 0.0) and read.state.resumes == []  # not recorded
 
 
 def test_policy_keeps_the_means_in_float16_and_the_run_record(tmp_path):
@@ -76,15 +120,6 @@ def test_policy_keeps_the_means_in_float16_and_the_run_record(tmp_path):
     assert (read.env_steps, read.wall_seconds, read.config) == (500, 7200.0, policy.config)
     again = save_policy(read, tmp_path / "again.pt", torch.float32)  # a policy of a policy
     assert again.q_net["torso.0.weight"].dtype == torch.float32
-
-
-def test_a_checkpoint_without_the_newer_progress_fields_takes_their_defaults(tmp_path):
-    payload = a_checkpoint().to_payload()
-    del payload["progress"]["schedule_origin"], payload["progress"]["resumes"]
-    torch.save(payload, tmp_path / "old.pt")
-    read = load_checkpoint(tmp_path / "old.pt")
-    assert isinstance(read, TrainingCheckpoint)
-    assert read.progress.schedule_origin == (0, 0.0) and read.progress.resumes == []
 
 
 def test_a_damaged_field_is_refused_naming_the_file(tmp_path):

@@ -184,6 +184,28 @@ def test_n_step_transitions_wait_until_their_n_steps_are_known(prioritized):
     assert drawn() == set(slots) | set(late)
 
 
+def test_a_shorter_horizon_samples_shorter_returns_with_its_discount():
+    """set_horizon (BBF's annealing) changes the n-step length and discount of later samples:
+    with rewards 1, 2, 4, 8 the 3-step return at gamma 0.5 is 1 + 1 + 1 = 3 (discount 0.125);
+    at 2 steps and gamma 0.9 it is 1 + 1.8 = 2.8 (discount 0.81), and a longer window than the
+    buffer was built for is refused."""
+    buf = build_replay(AgentConfig(n_step=3, gamma=0.5), 32, 1, (1,), np.float32, CPU, False)
+    buf.start_episodes([0], np.zeros((1, 1), np.float32))
+    first = int(buf.add([0], [0], [1.0], [False], np.ones((1, 1), np.float32))[0])
+    for i, reward in enumerate([2.0, 4.0, 8.0], start=2):
+        buf.add([0], [0], [reward], [False], np.full((1, 1), i, np.float32))
+    batch = buf.get(np.array([first]))
+    assert batch.rewards.tolist() == [3.0] and batch.discounts.tolist() == [0.125]
+    assert batch.next_observations.tolist() == [[3.0]]
+    buf.set_horizon(2, 0.9)
+    batch = buf.get(np.array([first]))
+    assert batch.rewards.tolist() == [pytest.approx(2.8)]
+    assert batch.discounts.tolist() == [pytest.approx(0.81)]
+    assert batch.next_observations.tolist() == [[2.0]]
+    with pytest.raises(ValueError, match=r"n_step must be in \[1, 3\]"):
+        buf.set_horizon(4, 0.9)
+
+
 def test_vector_observations_are_stored_whole():
     buf = FrameReplayBuffer(10, 2, (4,), np.float32, CPU, stacked=False, n_step=1, gamma=0.99)
     first = np.arange(8, dtype=np.float32).reshape(2, 4)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from dqn.returns import (
+    annealed_horizon,
     categorical_projection,
     exponential_schedule,
     importance_weights,
@@ -74,6 +75,17 @@ def test_td_target_double_q_values_the_online_argmax_with_the_target_net():
     next_q_online = torch.tensor([[5.0, 1.0]])  # online prefers action 0
     target = td_target(rewards, dones, 0.5, next_q_target, next_q_online)
     assert target.tolist() == pytest.approx([1.0 + 0.5 * 2.0])
+
+
+def test_annealed_horizon_hand_values():
+    # BBF's: n 10 -> 3, gamma 0.97 -> 0.997. Halfway n = round(10 * 0.3 ** 0.5) = round(5.48)
+    # and 1 - gamma = 0.03 * 0.1 ** 0.5 = 0.0094868.
+    assert annealed_horizon(10, 3, 0.97, 0.997, 0.0) == (10, pytest.approx(0.97))
+    n, gamma = annealed_horizon(10, 3, 0.97, 0.997, 0.5)
+    assert n == 5 and gamma == pytest.approx(0.9905132, abs=1e-7)
+    assert annealed_horizon(10, 3, 0.97, 0.997, 1.0) == (3, pytest.approx(0.997))
+    assert annealed_horizon(10, 3, 0.97, 0.997, 7.0) == (3, pytest.approx(0.997))  # held
+    assert annealed_horizon(3, 3, 0.99, 0.99, 0.3) == (3, pytest.approx(0.99))  # nothing moves
 
 
 def test_updates_are_owed_per_train_freq_counted_from_learning_starts():

@@ -156,8 +156,56 @@ def test_resets_come_every_reset_interval_updates(tmp_path):
     trainer = Trainer(cfg, tmp_path / "run")
     at = []
     trainer.agent.reset_parameters = (  # type: ignore[method-assign]
-        lambda shrink: at.append((trainer.updates, shrink))
+        lambda shrink: at.append((trainer.state.updates, shrink))
     )
     trainer.train()
     trainer.close()
-    assert trainer.updates == 99 and at == [(30, 0.8), (60, 0.8), (90, 0.8)]
+    assert trainer.state.updates == 99 and at == [(30, 0.8), (60, 0.8), (90, 0.8)]
+
+
+def test_the_annealed_horizon_restarts_with_each_reset(tmp_path):
+    """agent.anneal_updates=10 with resets every 30 updates: the horizon (10, 0.97) -> (3,
+    0.997) is set before every update from the updates since the latest reset, so updates 0,
+    30 and 60 sample at the start of the schedule and update 15 past its end."""
+    from conftest import compose_config
+    from dqn.config import load_run_config
+    from dqn.returns import annealed_horizon
+    from dqn.trainer import Trainer
+
+    cfg = load_run_config(
+        compose_config(
+            [
+                "experiment=cartpole",
+                "total_steps=600",
+                "agent.learning_starts=200",
+                "agent.train_freq=4",
+                "agent.gradient_steps=1",
+                "agent.n_step=10",
+                "agent.gamma=0.997",
+                "agent.anneal_updates=10",
+                "agent.reset_interval=30",
+                "eval.episodes=1",
+                "eval.num_envs=1",
+            ]
+        )
+    )
+    trainer = Trainer(cfg, tmp_path / "run")
+    horizons = []
+    set_horizon = trainer.replay.set_horizon
+
+    def record(n_step: int, gamma: float) -> None:
+        horizons.append((n_step, gamma))
+        set_horizon(n_step, gamma)
+
+    trainer.replay.set_horizon = record  # type: ignore[method-assign]
+    trainer.train()
+    trainer.close()
+    assert len(horizons) == 99
+    start, end = (
+        annealed_horizon(10, 3, 0.97, 0.997, 0.0),
+        annealed_horizon(10, 3, 0.97, 0.997, 1.0),
+    )
+    assert horizons[0] == horizons[30] == horizons[60] == start == (10, pytest.approx(0.97))
+    assert horizons[15] == horizons[45] == end == (3, pytest.approx(0.997))
+    assert horizons[5] == annealed_horizon(10, 3, 0.97, 0.997, 0.5)
+    assert (trainer.replay.n_step, trainer.replay.gamma) == horizons[-1]
