@@ -143,7 +143,7 @@ def test_noisy_nets_redraw_their_noise_while_a_resumed_run_refills(tmp_path):
     first.train()
     first.close()
     resumed = trainer(1400)  # 400 of the 500 refill steps
-    updates = resumed.updates
+    updates = resumed.state.updates
     layer = next(m for m in resumed.agent.q_net.modules() if isinstance(m, NoisyLinear))
     draws = []
     original = resumed.agent.reset_noise
@@ -155,7 +155,7 @@ def test_noisy_nets_redraw_their_noise_while_a_resumed_run_refills(tmp_path):
     resumed.agent.reset_noise = recording_reset_noise
     resumed.train()
     resumed.close()
-    assert resumed.updates == updates  # still refilling: no update yet
+    assert resumed.state.updates == updates  # still refilling: no update yet
     assert 90 <= len(draws) <= 101  # ~400 steps / train_freq 4
     assert all(not torch.equal(a, b) for a, b in itertools.pairwise(draws))
 
