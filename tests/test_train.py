@@ -131,33 +131,34 @@ def test_cartpole_preset_solves_cartpole(tmp_path, agent):
     assert summary["eval_return_mean"] >= 475
 
 
-def test_resets_come_every_reset_interval_updates(tmp_path):
-    """agent.reset_interval counts updates: a CartPole run of 99 updates (the 100th, owed by the
-    last step, is left to a resumed run) with an interval of 30 resets after 30, 60 and 90."""
+def cartpole_updates_trainer(run_dir, *overrides):
+    """A Trainer, in this process, of a CartPole run of 600 steps that learns from step 200 at
+    one update per 4 steps: 99 updates (the 100th, owed by the last step, is left to a resumed
+    run)."""
     from conftest import compose_config
     from dqn.config import load_run_config
     from dqn.trainer import Trainer
 
-    cfg = load_run_config(
-        compose_config(
-            [
-                "experiment=cartpole",
-                "total_steps=600",
-                "agent.learning_starts=200",
-                "agent.train_freq=4",
-                "agent.gradient_steps=1",
-                "agent.reset_interval=30",
-                "agent.reset_shrink=0.8",
-                "eval.episodes=1",
-                "eval.num_envs=1",
-            ]
-        )
+    base = [
+        "experiment=cartpole",
+        "total_steps=600",
+        "agent.learning_starts=200",
+        "agent.train_freq=4",
+        "agent.gradient_steps=1",
+        "eval.episodes=1",
+        "eval.num_envs=1",
+    ]
+    return Trainer(load_run_config(compose_config([*base, *overrides])), run_dir)
+
+
+def test_resets_come_every_reset_interval_updates(tmp_path):
+    """agent.reset_interval counts updates: a CartPole run of 99 updates with an interval of 30
+    resets after 30, 60 and 90."""
+    trainer = cartpole_updates_trainer(
+        tmp_path / "run", "agent.reset_interval=30", "agent.reset_shrink=0.8"
     )
-    trainer = Trainer(cfg, tmp_path / "run")
     at = []
-    trainer.agent.reset_parameters = (  # type: ignore[method-assign]
-        lambda shrink: at.append((trainer.state.updates, shrink))
-    )
+    trainer.agent.reset_parameters = lambda shrink: at.append((trainer.state.updates, shrink))
     trainer.train()
     trainer.close()
     assert trainer.state.updates == 99 and at == [(30, 0.8), (60, 0.8), (90, 0.8)]
@@ -167,29 +168,15 @@ def test_the_annealed_horizon_restarts_with_each_reset(tmp_path):
     """agent.anneal_updates=10 with resets every 30 updates: the horizon (10, 0.97) -> (3,
     0.997) is set before every update from the updates since the latest reset, so updates 0,
     30 and 60 sample at the start of the schedule and update 15 past its end."""
-    from conftest import compose_config
-    from dqn.config import load_run_config
     from dqn.returns import annealed_horizon
-    from dqn.trainer import Trainer
 
-    cfg = load_run_config(
-        compose_config(
-            [
-                "experiment=cartpole",
-                "total_steps=600",
-                "agent.learning_starts=200",
-                "agent.train_freq=4",
-                "agent.gradient_steps=1",
-                "agent.n_step=10",
-                "agent.gamma=0.997",
-                "agent.anneal_updates=10",
-                "agent.reset_interval=30",
-                "eval.episodes=1",
-                "eval.num_envs=1",
-            ]
-        )
+    trainer = cartpole_updates_trainer(
+        tmp_path / "run",
+        "agent.n_step=10",
+        "agent.gamma=0.997",
+        "agent.anneal_updates=10",
+        "agent.reset_interval=30",
     )
-    trainer = Trainer(cfg, tmp_path / "run")
     horizons = []
     set_horizon = trainer.replay.set_horizon
 
@@ -197,7 +184,7 @@ def test_the_annealed_horizon_restarts_with_each_reset(tmp_path):
         horizons.append((n_step, gamma))
         set_horizon(n_step, gamma)
 
-    trainer.replay.set_horizon = record  # type: ignore[method-assign]
+    trainer.replay.set_horizon = record
     trainer.train()
     trainer.close()
     assert len(horizons) == 99
