@@ -147,8 +147,7 @@ def stop_signals() -> Iterator[Signals]:
 class RunParts:
     """What a run is built of (`build_run`): the pieces the training loop drives."""
 
-    device: torch.device
-    agent: DQNAgent
+    agent: DQNAgent  # on the run's device (`agent.device`)
     replay: FrameReplayBuffer
     collector: Collector  # the training envs, stepping into the replay
     eval_envs: gym.vector.VectorEnv
@@ -199,7 +198,7 @@ def build_run(cfg: RunConfig) -> RunParts:
         capacity,
         device,
     )
-    return RunParts(device, agent, replay, collector, eval_envs, rng)
+    return RunParts(agent, replay, collector, eval_envs, rng)
 
 
 class Trainer:
@@ -211,7 +210,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         parts = build_run(cfg)
-        self.device, self.agent, self.replay = parts.device, parts.agent, parts.replay
+        self.agent, self.replay = parts.agent, parts.replay
         self.collector, self.eval_envs, self.rng = parts.collector, parts.eval_envs, parts.rng
         # The counters, saved and restored whole; see `RunState`.
         self.state = RunState(games_seed=cfg.seed)
