@@ -1,6 +1,7 @@
 """The DQN agent: online and target Q-networks, acting, and the TD update, with the Rainbow
 components as switches (Double-Q targets, n-step returns from the replay, prioritized-replay
-weights, noisy nets, C51 return distributions), Munchausen targets and DrQ's augmentations."""
+weights, noisy nets, C51 return distributions), Munchausen targets, DrQ's augmentations and
+SPR's self-predictive loss."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from dqn.augmentation import random_intensity, random_shift
-from dqn.config import AgentConfig, Loss, Precision
+from dqn.config import AgentConfig, ConfigError, Loss, Precision
 from dqn.networks import initial_weights, reset_noise
 from dqn.replay import ReplaySamples
 from dqn.returns import categorical_projection, munchausen_target, td_target
+from dqn.self_prediction import SelfPredictiveModel, self_predictive_loss
 
 AUTOCAST_DTYPES = {Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}
 
@@ -63,12 +65,17 @@ class DQNAgent:
                 if self.shared_target
                 else torch.compile(self.target_net, mode=compile_mode)
             )
+        # SPR's transition model and predictor, trained with the Q-network by one optimizer.
+        self.spr = self._self_predictive_model(n_actions) if cfg.spr_weight else None
+        self.trained_parameters = list(self.q_net.parameters())
+        if self.spr is not None:
+            self.trained_parameters += list(self.spr.parameters())
         # The fused Adam kernel: one pass over the parameters, faster than multi-tensor Adam on
         # the CPU (docs/performance.md). Other devices: multi-tensor.
         fused = device.type in ("cuda", "cpu")
         # With agent.weight_decay, AdamW's decoupled decay (Loshchilov & Hutter 2019; BBF).
         self.optimizer = torch.optim.AdamW(
-            self.q_net.parameters(),
+            self.trained_parameters,
             lr=cfg.lr,
             eps=cfg.adam_eps,
             weight_decay=cfg.weight_decay,
@@ -77,6 +84,19 @@ class DQNAgent:
         )
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == Precision.fp16)
         self.support = torch.linspace(cfg.v_min, cfg.v_max, cfg.num_atoms, device=device)
+
+    def _self_predictive_model(self, n_actions: int) -> SelfPredictiveModel:
+        """SPR's model for this Q-network: as many channels as its last convolution, as wide
+        as its head's first layer (the projection)."""
+        convolutions = [m for m in self.q_net.modules() if isinstance(m, nn.Conv2d)]
+        if not convolutions or not hasattr(self.q_net, "encode"):
+            raise ConfigError(
+                "agent.spr_weight needs a convolutional network over image observations "
+                "(network=nature_cnn, dueling_cnn or der_cnn): set agent.spr_weight=0."
+            )
+        channels = convolutions[-1].out_channels
+        model = SelfPredictiveModel(channels, n_actions, self.q_net.head.hidden)
+        return model.to(self.device)
 
     def _autocast(self) -> AbstractContextManager:
         return torch.autocast(
@@ -128,18 +148,16 @@ class DQNAgent:
             reset_noise(self.q_net)
             if not self.shared_target:
                 reset_noise(self.target_net)
-        obs, next_obs = batch.observations, batch.next_observations
-        if self.cfg.random_shift_pad and obs.dim() == 4:  # each augmented on its own, as DrQ
-            obs = random_shift(obs, self.cfg.random_shift_pad)
-            next_obs = random_shift(next_obs, self.cfg.random_shift_pad)
-        if self.cfg.intensity_scale and obs.dim() == 4:
-            obs = random_intensity(obs, self.cfg.intensity_scale)
-            next_obs = random_intensity(next_obs, self.cfg.intensity_scale)
-        obs, next_obs = self._prepare(obs), self._prepare(next_obs)
+        obs, next_obs = self._augment(batch.observations, batch.next_observations)
         next_online: torch.Tensor | None = None  # Double-Q's choice of the next action
         q_target: torch.Tensor | None = None  # Munchausen's log-policy of the actions taken
+        latent: torch.Tensor | None = None  # SPR's start: the torso's features of obs
         with self._autocast():
-            outputs = self.online_fn(obs).float()
+            if self.spr is not None:
+                latent = self.q_net.encode(obs)
+                outputs = self.q_net.head(latent.flatten(1)).float()
+            else:
+                outputs = self.online_fn(obs).float()
             with torch.no_grad():
                 if self.cfg.munchausen:  # the target net on both, in one pass
                     both = self.target_fn(torch.cat([obs, next_obs])).float()
@@ -189,12 +207,16 @@ class DQNAgent:
                 losses = F.mse_loss(q_taken, target, reduction="none")
             priorities = (target - q_taken).abs()
         loss = (batch.weights * losses).mean()
+        spr_loss: torch.Tensor | None = None
+        if latent is not None:
+            spr_loss = self._self_predictive_loss(latent, batch).mean()
+            loss = loss + self.cfg.spr_weight * spr_loss
 
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.max_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.q_net.parameters(), self.cfg.max_grad_norm)
+            nn.utils.clip_grad_norm_(self.trained_parameters, self.cfg.max_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         with torch.no_grad():
@@ -204,7 +226,37 @@ class DQNAgent:
             "q_values": q_taken.detach().mean(),
             "action_gap": (top2[:, 0] - top2[:, 1]).mean(),
         }
+        if spr_loss is not None:
+            metrics["spr_loss"] = spr_loss.detach()
         return metrics, priorities.detach()
+
+    def _augment(self, *batches: torch.Tensor) -> list[torch.Tensor]:
+        """DrQ's augmentations of batches of sampled frame stacks, each stack its own draw, in
+        the network's memory format; vector observations pass unchanged."""
+        out = list(batches)
+        if out[0].dim() == 4:
+            if self.cfg.random_shift_pad:
+                out = [random_shift(x, self.cfg.random_shift_pad) for x in out]
+            if self.cfg.intensity_scale:
+                out = [random_intensity(x, self.cfg.intensity_scale) for x in out]
+        return [self._prepare(x) for x in out]
+
+    def _self_predictive_loss(self, latent: torch.Tensor, batch: ReplaySamples) -> torch.Tensor:
+        """SPR's loss per sample (`dqn.self_prediction`): the transition model rolls `latent`
+        forward through the actions taken; each step, projected and predicted, is compared with
+        the projected features of the (augmented) observation reached, computed without
+        gradients."""
+        assert self.spr is not None and batch.future_observations is not None
+        assert batch.future_actions is not None and batch.future_mask is not None
+        steps, size = batch.future_actions.shape
+        (future,) = self._augment(batch.future_observations.flatten(0, 1))
+        head = self.q_net.head
+        with self._autocast():
+            with torch.no_grad():
+                targets = head.project(self.q_net.encode(future).flatten(1))
+            predicted = self.spr.rollout(latent, batch.future_actions)
+            predictions = self.spr.predictor(head.project(predicted.flatten(2)))
+        return self_predictive_loss(predictions, targets.view(steps, size, -1), batch.future_mask)
 
     def reset_noise(self) -> None:
         """Draw new noise for the online network's noisy layers (the acting noise)."""
@@ -220,6 +272,10 @@ class DQNAgent:
         for name, param in self.q_net.named_parameters():
             keep = shrink if name.startswith("torso.") else 0.0
             param.lerp_(fresh[name], 1.0 - keep)
+        if self.spr is not None:  # SPR's model is shrunk like the torso, as BBF's
+            fresh = initial_weights(self.spr)
+            for name, param in self.spr.named_parameters():
+                param.lerp_(fresh[name], 1.0 - shrink)
         self.optimizer.state.clear()
         if not self.shared_target:
             self.target_net.load_state_dict(self.q_net.state_dict())
@@ -245,17 +301,22 @@ class DQNAgent:
 
     def state_dict(self) -> dict:
         """Networks, optimizer and gradient-scaler state (tensors and plain containers only)."""
-        return {
+        state = {
             "q_net": self.q_net.state_dict(),
             "target_net": self.target_net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
         }
+        if self.spr is not None:
+            state["spr"] = self.spr.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what `state_dict` returned."""
         self.q_net.load_state_dict(state["q_net"])
         self.target_net.load_state_dict(state["target_net"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.spr is not None:
+            self.spr.load_state_dict(state["spr"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])

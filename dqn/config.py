@@ -187,6 +187,11 @@ class AgentConfig:
     # DrQ's intensity augmentation: each sampled stack times 1 + scale * clip(N(0, 1), -2, 2);
     # 0 turns it off. DrQ uses 0.05.
     intensity_scale: float = 0.0
+    # Self-predictive representations (Schwarzer et al. 2021, `dqn.self_prediction`): the
+    # loss adds spr_weight times the cosine error of the torso's features predicted spr_steps
+    # steps ahead by a transition model. 0 turns it off; SPR uses 2 and 5 steps.
+    spr_weight: float = 0.0
+    spr_steps: int = 5
 
     def head_kwargs(self) -> dict:
         """What the agent's switches ask of the network's head (`dqn.networks.QHead`)."""
@@ -251,6 +256,8 @@ class AgentConfig:
                 "fixed n-step window; set agent.prioritized_replay=false or "
                 "agent.anneal_updates=0.",
             )
+        _check(self.spr_weight >= 0, "agent.spr_weight", f"must be >= 0, got {self.spr_weight}.")
+        _check(self.spr_steps >= 1, "agent.spr_steps", f"must be >= 1, got {self.spr_steps}.")
         _check(self.batch_size >= 1, "agent.batch_size", f"must be >= 1, got {self.batch_size}.")
         _check(
             self.buffer_size >= self.batch_size,
@@ -515,6 +522,11 @@ class RunConfig:
             "agent.learning_starts",
             f"({self.agent.learning_starts}) must be below total_steps ({self.total_steps}), "
             "or the agent never learns.",
+        )
+        _check(
+            not (self.agent.spr_weight and self.hw.compile_mode),
+            "agent.spr_weight",
+            "runs its update eagerly: set hw.compile_mode=null, or agent.spr_weight=0.",
         )
 
 

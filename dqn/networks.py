@@ -100,6 +100,7 @@ class QHead(nn.Module):
     ):
         super().__init__()
         self.n_actions, self.num_atoms, self.dueling = n_actions, num_atoms, dueling
+        self.hidden = hidden  # the width of the first layer: SPR's projection
 
         def linear(i: int, o: int) -> nn.Module:
             return NoisyLinear(i, o, noisy_std) if noisy else nn.Linear(i, o)
@@ -128,6 +129,12 @@ class QHead(nn.Module):
         else:
             out = _output_layer(self.q, features).view(shape)
         return out.squeeze(-1) if self.num_atoms == 1 else out
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """The first layer of the head (the advantage stream's when dueling), before its ReLU:
+        SPR's projection of features into the space its predictions are compared in."""
+        stream = self.advantage if self.dueling else self.q
+        return stream[0](features)
 
 
 def _output_layer(stream: nn.Sequential, features: torch.Tensor) -> torch.Tensor:
@@ -194,8 +201,17 @@ class NatureCNN(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values (or return logits) for a batch of uint8 (or already float) frame stacks."""
-        x = obs.float() / 255.0 if obs.dtype == torch.uint8 else obs
-        return self.head(self.torso(x))
+        return self.head(self.torso(_scaled(obs)))
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The last convolution's features (batch, channels, height, width), before the
+        flatten that feeds the head: `head(encode(obs).flatten(1))` is `forward(obs)`."""
+        return self.torso[:-1](_scaled(obs))
+
+
+def _scaled(obs: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels scaled to [0, 1]; float input is taken as scaled already."""
+    return obs.float() / 255.0 if obs.dtype == torch.uint8 else obs
 
 
 class DataEfficientCNN(NatureCNN):

@@ -45,6 +45,12 @@ class ReplaySamples(NamedTuple):
     discounts: torch.Tensor  # float32 (batch,): gamma ** (steps to the next observation)
     weights: torch.Tensor  # float32 (batch,): importance weights (all 1 for uniform replay)
     indices: np.ndarray  # buffer slots of the transitions (for priorities and tests)
+    # With `future_steps` K > 0 (self-predictive representations): the observations 1..K steps
+    # after each one (K, batch, ...), the actions taken at steps 0..K-1 (K, batch) and a float
+    # mask (K, batch), 1 where step k is still in the sample's episode and stored.
+    future_observations: torch.Tensor | None = None
+    future_actions: torch.Tensor | None = None
+    future_mask: torch.Tensor | None = None
 
 
 def transition_bytes(frame_shape: tuple[int, ...], frame_dtype: npt.DTypeLike) -> int:
@@ -109,7 +115,8 @@ class FrameReplayBuffer:
     `n_step` steps of the same episode, the observation it reached and `gamma ** steps`. It is
     shorter only where the episode ended (done: no bootstrap) or was truncated (bootstraps from
     the last observation); a transition whose episode goes on is sampled once all its n steps
-    are stored (`window_closed`).
+    are stored (`window_closed`). With `future_steps` K > 0 a sample also carries the K
+    observations that followed it, with their actions and a mask (`ReplaySamples`).
     """
 
     def __init__(
@@ -123,8 +130,10 @@ class FrameReplayBuffer:
         *,
         n_step: int,
         gamma: float,
+        future_steps: int = 0,
     ):
         self.n_step = n_step
+        self.future_steps = future_steps
         self.gamma = gamma
         self.max_n_step = n_step  # the longest window `set_horizon` may ask for
         self.stack = obs_shape[0] if stacked else 1
@@ -132,10 +141,11 @@ class FrameReplayBuffer:
         self.frame_shape = tuple(obs_shape[1:]) if stacked else tuple(obs_shape)
         self.num_envs = num_envs
         self.slots_per_env = capacity // num_envs
-        if self.slots_per_env < self.stack + n_step + 1:
+        needed = self.stack + max(n_step, future_steps) + 1
+        if self.slots_per_env < needed:
             raise ConfigError(
                 f"A replay of {capacity} transitions split over hw.num_envs={num_envs} envs "
-                f"leaves {self.slots_per_env} per env, fewer than {self.stack + n_step + 1}: "
+                f"leaves {self.slots_per_env} per env, fewer than {needed}: "
                 "raise agent.buffer_size."
             )
         self.capacity = self.slots_per_env * num_envs
@@ -252,7 +262,7 @@ class FrameReplayBuffer:
         def to_device(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
             return torch.from_numpy(array).to(self.device, dtype)
 
-        return ReplaySamples(
+        batch = ReplaySamples(
             observations=obs,
             actions=to_device(self.actions[env, slot], torch.int64),
             rewards=to_device(rewards, torch.float32),
@@ -262,17 +272,42 @@ class FrameReplayBuffer:
             weights=torch.ones(len(indices), device=self.device),
             indices=indices,
         )
+        return self._with_future(batch, env, slot) if self.future_steps else batch
+
+    def _with_future(
+        self, batch: ReplaySamples, env: np.ndarray, slot: np.ndarray
+    ) -> ReplaySamples:
+        """`batch` with the observations, actions and mask of the K steps after each sample."""
+        k = self.future_steps
+        ahead, alive = self._alive(env, slot, k)
+        stacks = np.empty((k, len(slot), self.stack, *self.frame_shape), self.frames.dtype)
+        for j in range(k):  # the observation after step j is the stack ending at slot + j + 1
+            self._gather_stack(env, (slot + j + 1) % self.slots_per_env, stacks[j])
+        future = torch.from_numpy(stacks).to(self.device)
+        return batch._replace(
+            future_observations=future if self.stacked else future[:, :, 0],
+            future_actions=torch.from_numpy(self.actions[env[:, None], ahead].T).to(
+                self.device, torch.int64
+            ),
+            future_mask=torch.from_numpy(alive.T).to(self.device, torch.float32),
+        )
+
+    def _alive(self, env: np.ndarray, slot: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+        """The slots of the n steps from each sample on (batch, n), and whether each step is
+        in the sample's episode: its transition is stored and no earlier step ended a life."""
+        ahead = (slot[:, None] + np.arange(n)) % self.slots_per_env
+        dones = self.dones[env[:, None], ahead]
+        valid = self.valid[env[:, None], ahead]
+        alive = np.ones_like(valid)
+        for j in range(1, n):
+            alive[:, j] = alive[:, j - 1] & ~dones[:, j - 1] & valid[:, j]
+        return ahead, alive
 
     def _n_step(self, env: np.ndarray, slot: np.ndarray) -> tuple[np.ndarray, ...]:
         """Steps taken (1..n), discounted reward sums and dones of the n-step transitions."""
-        ahead = (slot[:, None] + np.arange(self.n_step)) % self.slots_per_env
+        ahead, alive = self._alive(env, slot, self.n_step)
         rewards = self.rewards[env[:, None], ahead]
         dones = self.dones[env[:, None], ahead]
-        valid = self.valid[env[:, None], ahead]
-        # Step j goes on while the episode did (no done before it) and its transition exists.
-        alive = np.ones_like(valid)
-        for j in range(1, self.n_step):
-            alive[:, j] = alive[:, j - 1] & ~dones[:, j - 1] & valid[:, j]
         steps = alive.sum(axis=1)
         returns = (alive * rewards * self.gamma ** np.arange(self.n_step)).sum(axis=1)
         return steps, returns, dones[np.arange(len(slot)), steps - 1]
@@ -402,14 +437,19 @@ def build_replay(
     stacked: bool,
 ) -> FrameReplayBuffer:
     """The replay `agent` asks for: prioritized or uniform, with its n-step returns and its
-    discount (the replay owns `agent.gamma`: a sample's discount is gamma ** steps)."""
+    discount (the replay owns `agent.gamma`: a sample's discount is gamma ** steps), and the
+    future steps that SPR's loss reads (`agent.spr_steps` when `agent.spr_weight` > 0)."""
     shape = (capacity, num_envs, obs_shape, obs_dtype, device, stacked)
+    future_steps = agent.spr_steps if agent.spr_weight else 0
     if agent.prioritized_replay:
         return PrioritizedFrameReplayBuffer(
             *shape,
             n_step=agent.n_step,
             gamma=agent.gamma,
+            future_steps=future_steps,
             alpha=agent.priority_alpha,
             eps=agent.priority_eps,
         )
-    return FrameReplayBuffer(*shape, n_step=agent.n_step, gamma=agent.gamma)
+    return FrameReplayBuffer(
+        *shape, n_step=agent.n_step, gamma=agent.gamma, future_steps=future_steps
+    )

@@ -98,8 +98,9 @@ def collector_window(steps: int, num_envs: int, batch_size: int) -> Callable[[],
 
 
 # ---- learner only ---------------------------------------------------------------------------
-def filled_replay(transitions: int, n_step: int = 1) -> FrameReplayBuffer:
-    """A replay buffer with `transitions` random Atari transitions in 8 envs."""
+def filled_replay(transitions: int, n_step: int = 1, future_steps: int = 0) -> FrameReplayBuffer:
+    """A replay buffer with `transitions` random Atari transitions in 8 envs (sampling
+    `future_steps` observations ahead for SPR's loss)."""
     rng = np.random.default_rng(0)
     replay = FrameReplayBuffer(
         transitions + 800,
@@ -110,6 +111,7 @@ def filled_replay(transitions: int, n_step: int = 1) -> FrameReplayBuffer:
         stacked=True,
         n_step=n_step,
         gamma=0.99,
+        future_steps=future_steps,
     )
     ids = np.arange(8)
     replay.start_episodes(ids, rng.integers(0, 256, (8, 4, 84, 84), dtype=np.uint8))
@@ -319,6 +321,8 @@ ATARI100K_UPDATES = {
     "100k_preset": [],
     "100k_features_256": ["network.features_dim=256"],
     "100k_der_cnn": ["network=der_cnn", "network.dueling=true"],
+    "100k_der_cnn_spr": ["network=der_cnn", "network.dueling=true", "agent.spr_weight=2"],
+    "100k_spr": ["agent.spr_weight=2"],
 }
 
 
@@ -333,10 +337,15 @@ def atari100k_section(repeats: int, updates: int, steps: int) -> dict[str, list[
         repeats,
     )
     replay = filled_replay(10_000, n_step=10)
+    spr_replay = filled_replay(10_000, n_step=10, future_steps=5)  # SPR's 5 steps ahead
     rates.update(
         interleaved(
             {
-                name: atari100k_learner_window(replay, updates, overrides)
+                name: atari100k_learner_window(
+                    spr_replay if "agent.spr_weight=2" in overrides else replay,
+                    updates,
+                    overrides,
+                )
                 for name, overrides in ATARI100K_UPDATES.items()
             },
             repeats,
@@ -355,6 +364,9 @@ def atari100k_section(repeats: int, updates: int, steps: int) -> dict[str, list[
                 "100k_e2e_preset": ours_e2e_window(steps, 1600, [], base),
                 "100k_e2e_der_cnn": ours_e2e_window(
                     steps, 1600, ["network=der_cnn", "network.dueling=true"], base
+                ),
+                "100k_e2e_der_cnn_spr": ours_e2e_window(
+                    steps, 1600, ATARI100K_UPDATES["100k_der_cnn_spr"], base
                 ),
             },
             repeats,
@@ -431,6 +443,8 @@ def main() -> None:
         "update_preset_vs_no_augmentation": small_med["100k_preset"]
         / small_med["100k_no_augmentation"],
         "update_der_cnn_vs_preset": small_med["100k_der_cnn"] / small_med["100k_preset"],
+        "update_spr_vs_preset": small_med["100k_spr"] / small_med["100k_preset"],
+        "update_der_cnn_spr_vs_der_cnn": small_med["100k_der_cnn_spr"] / small_med["100k_der_cnn"],
     }
     print(f"\n{'Atari 100k':<64}{'median':>12}  unit")
     for name, value in small_med.items():

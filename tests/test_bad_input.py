@@ -32,6 +32,10 @@ CASES = [
     ("agent.anneal_updates=100 agent.n_step=3 agent.gamma=1.0", "with agent.gamma < 1"),
     ("agent=rainbow agent.anneal_updates=100", "set agent.prioritized_replay=false"),
     ("agent.random_shift_pad=-1", "agent.random_shift_pad must be >= 0"),
+    ("agent.spr_weight=-1", "agent.spr_weight must be >= 0"),
+    ("agent.spr_steps=0", "agent.spr_steps must be >= 1"),
+    ("agent.spr_weight=2 hw.compile_mode=default", "set hw.compile_mode=null"),
+    ("env=cartpole network=mlp agent.spr_weight=2", "agent.spr_weight needs a convolutional"),
     ("hw.num_envs=0", "hw.num_envs must be >= 1"),
     ("hw.precision=fp8", "hw.precision"),
     ("env.id=not_a_game", "env.id='not_a_game' is not an ALE game"),  # missing game

@@ -186,3 +186,21 @@ def test_a_network_that_does_not_fit_the_observations_is_a_config_error(target, 
     with pytest.raises(ConfigError) as error:
         build_network(OmegaConf.create({"_target_": target}), obs_shape, 2)
     assert str(error.value).startswith(message) and str(error.value).endswith(".")
+
+
+@pytest.mark.parametrize("cls", [NatureCNN, DataEfficientCNN])
+def test_encode_is_the_torso_before_its_flatten(cls):
+    net = cls(ATARI, ACTIONS, features_dim=32, dueling=True)
+    x = frames(3)
+    latent = net.encode(x)
+    assert latent.dim() == 4 and latent.shape[0] == 3
+    torch.testing.assert_close(net.head(latent.flatten(1)), net(x))
+
+
+@pytest.mark.parametrize("dueling", [False, True])
+def test_project_is_the_first_layer_of_the_head(dueling):
+    head = QHead(10, 7, ACTIONS, dueling=dueling)
+    features = torch.randn(4, 10)
+    first = head.advantage[0] if dueling else head.q[0]
+    torch.testing.assert_close(head.project(features), first(features))
+    assert head.project(features).shape == (4, head.hidden) == (4, 7)

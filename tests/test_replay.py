@@ -251,3 +251,40 @@ def test_budget_caps_the_capacity():
 def test_a_buffer_larger_than_memory_is_refused_before_allocation():
     with pytest.raises(ConfigError, match=r"hw\.replay_memory_gib"):
         plan_capacity(10**12, 100_000.0, (84, 84), np.uint8)
+
+
+def test_future_steps_carry_the_next_observations_actions_and_a_mask_of_the_episode():
+    """One env, vector observations numbered as they come: obs 0, 1, 2 with actions 0, 1, 2,
+    the third ending the game (obs 3 its last), then a new game from obs 100 with action 3 to
+    obs 101. Three future steps of each transition: the observations after steps 1..3, the
+    actions of steps 0..2, and a mask that ends after the step that ended the game or at the
+    newest frame."""
+    buf = FrameReplayBuffer(
+        8, 1, (1,), np.float32, CPU, stacked=False, n_step=1, gamma=0.9, future_steps=3
+    )
+    buf.start_episodes([0], np.array([[0.0]]))
+    for action, obs, done in ((0, 1.0, False), (1, 2.0, False), (2, 3.0, True)):
+        buf.add([0], [action], [0.0], [done], np.array([[obs]]))
+    buf.start_episodes([0], np.array([[100.0]]))
+    buf.add([0], [3], [0.0], [False], np.array([[101.0]]))
+    batch = buf.get(np.array([0, 1, 2, 4]))  # slot 3 holds obs 3, where no transition starts
+    assert batch.future_observations is not None and batch.future_actions is not None
+    assert batch.future_mask is not None
+    assert batch.future_observations.shape == (3, 4, 1)  # (steps, batch, obs)
+    seen = batch.future_observations[:, :, 0].T.tolist()  # per sample
+    assert seen[:3] == [[1, 2, 3], [2, 3, 100], [3, 100, 101]]
+    assert seen[3] == [101, 0, 0]  # slot 4's later steps are not written yet
+    # Actions of steps 0..2, whatever the slots hold (0 where nothing was taken): the mask
+    # keeps the steps that count.
+    assert batch.future_actions.T.tolist() == [[0, 1, 2], [1, 2, 0], [2, 0, 3], [3, 0, 0]]
+    assert batch.future_mask.T.tolist() == [[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 0, 0]]
+
+
+def test_build_replay_asks_for_future_steps_only_with_the_self_predictive_loss():
+    def replay(**agent):
+        cfg = AgentConfig(buffer_size=100, **agent)
+        return build_replay(cfg, 100, 1, (4, 8, 8), np.uint8, CPU, stacked=True)
+
+    assert replay(spr_steps=5).future_steps == 0
+    assert replay(spr_weight=2.0, spr_steps=5).future_steps == 5
+    assert replay(spr_weight=2.0, spr_steps=4, prioritized_replay=True).future_steps == 4

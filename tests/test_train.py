@@ -196,3 +196,44 @@ def test_the_annealed_horizon_restarts_with_each_reset(tmp_path):
     assert horizons[15] == horizons[45] == end == (3, pytest.approx(0.997))
     assert horizons[5] == annealed_horizon(10, 3, 0.97, 0.997, 0.5)
     assert (trainer.replay.n_step, trainer.replay.gamma) == horizons[-1]
+
+
+def test_an_atari_run_with_the_self_predictive_loss_logs_it_and_resumes_with_its_model(tmp_path):
+    """experiment=atari100k with SPR on the small network, in this process: 200 updates log
+    losses/spr_loss, the checkpoint holds SPR's model, and a Trainer on the same directory
+    resumes with it."""
+    import torch
+
+    from conftest import compose_config
+    from dqn.config import load_run_config
+    from dqn.trainer import Trainer
+
+    overrides = [
+        "experiment=atari100k",
+        "network=der_cnn",
+        "agent.spr_weight=2",
+        "agent.spr_steps=3",
+        "agent.batch_size=8",
+        "total_steps=400",
+        "agent.learning_starts=200",
+        "log_interval_steps=100",
+        "eval.episodes=1",
+        "eval.num_envs=1",
+        "checkpoint.interval_steps=400",
+    ]
+    cfg = load_run_config(compose_config(overrides))
+    trainer = Trainer(cfg, tmp_path)
+    trainer.train()
+    trainer.close()
+    assert trainer.state.updates >= 199
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    spr_loss = [e.value for e in events.Scalars("losses/spr_loss")]
+    assert spr_loss and all(0 < v <= 3 * 4 for v in spr_loss)  # 3 steps of at most 4
+    checkpoint = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert isinstance(checkpoint, TrainingCheckpoint)
+    resumed = Trainer(cfg, tmp_path)
+    assert resumed.agent.spr is not None and resumed.state.updates == trainer.state.updates
+    for name, value in resumed.agent.spr.state_dict().items():
+        assert torch.equal(value, checkpoint.agent["spr"][name])
+    resumed.close()
