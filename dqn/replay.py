@@ -244,10 +244,15 @@ class FrameReplayBuffer:
         env, slot = np.divmod(indices, self.slots_per_env)
         steps, rewards, dones = self._n_step(env, slot)
         next_slot = (slot + steps) % self.slots_per_env
-        host = self._host_frames((2, len(indices), self.stack, *self.frame_shape))
+        # One host tensor holds every stack the batch needs: obs, next obs and, for SPR, the
+        # observations after each of the K steps that follow (the stack ending at slot + j + 1).
+        k = self.future_steps
+        host = self._host_frames((2 + k, len(indices), self.stack, *self.frame_shape))
         stacks = host.numpy()
         self._gather_stack(env, slot, stacks[0])
         self._gather_stack(env, next_slot, stacks[1])
+        for j in range(k):
+            self._gather_stack(env, (slot + j + 1) % self.slots_per_env, stacks[2 + j])
         # Asynchronous copies only from pinned memory on CUDA: elsewhere (MPS) a non-blocking
         # copy may read host memory after it is freed.
         cuda = self.device.type == "cuda"
@@ -255,41 +260,29 @@ class FrameReplayBuffer:
         if cuda:
             self._copied = torch.cuda.Event()
             self._copied.record(torch.cuda.current_stream(self.device))
-        obs, next_obs = (
-            (frames[0], frames[1]) if self.stacked else (frames[0, :, 0], frames[1, :, 0])
-        )
+        if not self.stacked:
+            frames = frames[:, :, 0]
 
         def to_device(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
             return torch.from_numpy(array).to(self.device, dtype)
 
         batch = ReplaySamples(
-            observations=obs,
+            observations=frames[0],
             actions=to_device(self.actions[env, slot], torch.int64),
             rewards=to_device(rewards, torch.float32),
-            next_observations=next_obs,
+            next_observations=frames[1],
             dones=to_device(dones, torch.float32),
             discounts=to_device(self.gamma**steps, torch.float32),
             weights=torch.ones(len(indices), device=self.device),
             indices=indices,
         )
-        return self._with_future(batch, env, slot) if self.future_steps else batch
-
-    def _with_future(
-        self, batch: ReplaySamples, env: np.ndarray, slot: np.ndarray
-    ) -> ReplaySamples:
-        """`batch` with the observations, actions and mask of the K steps after each sample."""
-        k = self.future_steps
+        if not k:
+            return batch
         ahead, alive = self._alive(env, slot, k)
-        stacks = np.empty((k, len(slot), self.stack, *self.frame_shape), self.frames.dtype)
-        for j in range(k):  # the observation after step j is the stack ending at slot + j + 1
-            self._gather_stack(env, (slot + j + 1) % self.slots_per_env, stacks[j])
-        future = torch.from_numpy(stacks).to(self.device)
         return batch._replace(
-            future_observations=future if self.stacked else future[:, :, 0],
-            future_actions=torch.from_numpy(self.actions[env[:, None], ahead].T).to(
-                self.device, torch.int64
-            ),
-            future_mask=torch.from_numpy(alive.T).to(self.device, torch.float32),
+            future_observations=frames[2:],
+            future_actions=to_device(self.actions[env[:, None], ahead].T, torch.int64),
+            future_mask=to_device(alive.T, torch.float32),
         )
 
     def _alive(self, env: np.ndarray, slot: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
