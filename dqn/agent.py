@@ -98,11 +98,14 @@ class DQNAgent:
         model = SelfPredictiveModel(channels, n_actions, self.q_net.head.hidden)
         return model.to(self.device)
 
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype the networks' convolutions and linear layers run in (autocast's)."""
+        return AUTOCAST_DTYPES.get(self.precision, torch.float32)
+
     def _autocast(self) -> AbstractContextManager:
         return torch.autocast(
-            self.device.type,
-            dtype=AUTOCAST_DTYPES.get(self.precision, torch.float32),
-            enabled=self.precision in AUTOCAST_DTYPES,
+            self.device.type, dtype=self.compute_dtype, enabled=self.precision in AUTOCAST_DTYPES
         )
 
     def _prepare(self, obs: torch.Tensor) -> torch.Tensor:
@@ -238,7 +241,11 @@ class DQNAgent:
             if self.cfg.random_shift_pad:
                 out = [random_shift(x, self.cfg.random_shift_pad) for x in out]
             if self.cfg.intensity_scale:
-                out = [random_intensity(x, self.cfg.intensity_scale) for x in out]
+                # Scaled straight into the autocast dtype: the first convolution casts to it
+                # anyway, and a float32 batch would cost a copy and a cast (docs/performance.md).
+                out = [
+                    random_intensity(x, self.cfg.intensity_scale, self.compute_dtype) for x in out
+                ]
         return [self._prepare(x) for x in out]
 
     def _self_predictive_loss(self, latent: torch.Tensor, batch: ReplaySamples) -> torch.Tensor:

@@ -294,9 +294,13 @@ def augmentation_window(kind: str, calls: int) -> Callable[[], float]:
 
 
 def atari100k_learner_window(
-    replay: FrameReplayBuffer, updates: int, overrides: list[str]
+    replay: FrameReplayBuffer, updates: int, overrides: list[str], float32_intensity: bool = False
 ) -> Callable[[], float]:
-    """Sample and update with `experiment=atari100k`'s agent and network (plus overrides)."""
+    """Sample and update with `experiment=atari100k`'s agent and network (plus overrides);
+    `float32_intensity` times the reference that scales frames in float32 whatever the
+    autocast dtype, against the augmentation's scaling into that dtype."""
+    import dqn.agent
+    from dqn.augmentation import random_intensity
     from dqn.networks import build_network
 
     run = load_run_config(compose_config(["experiment=atari100k", *overrides]))
@@ -306,11 +310,19 @@ def atari100k_learner_window(
     agent = DQNAgent(network, 6, run.agent, torch.device("cpu"), precision)
     rng = np.random.default_rng(0)
 
+    def float32_reference(frames: torch.Tensor, scale: float, dtype: torch.dtype) -> torch.Tensor:
+        return random_intensity(frames, scale)
+
     def window() -> float:
-        start = time.perf_counter()
-        for _ in range(updates):
-            agent.update(replay.sample(32, rng))
-        return updates / (time.perf_counter() - start)
+        if float32_intensity:
+            dqn.agent.random_intensity = float32_reference  # type: ignore[assignment]
+        try:
+            start = time.perf_counter()
+            for _ in range(updates):
+                agent.update(replay.sample(32, rng))
+            return updates / (time.perf_counter() - start)
+        finally:
+            dqn.agent.random_intensity = random_intensity
 
     return window
 
@@ -324,6 +336,7 @@ ATARI100K_UPDATES = {
     "100k_der_cnn_spr": ["network=der_cnn", "network.dueling=true", "agent.spr_weight=2"],
     "100k_spr": ["agent.spr_weight=2"],
 }
+FLOAT32_INTENSITY = ("100k_preset", "100k_der_cnn_spr")  # timed again with the reference
 
 
 def atari100k_section(repeats: int, updates: int, steps: int) -> dict[str, list[float]]:
@@ -338,19 +351,17 @@ def atari100k_section(repeats: int, updates: int, steps: int) -> dict[str, list[
     )
     replay = filled_replay(10_000, n_step=10)
     spr_replay = filled_replay(10_000, n_step=10, future_steps=5)  # SPR's 5 steps ahead
-    rates.update(
-        interleaved(
-            {
-                name: atari100k_learner_window(
-                    spr_replay if "agent.spr_weight=2" in overrides else replay,
-                    updates,
-                    overrides,
-                )
-                for name, overrides in ATARI100K_UPDATES.items()
-            },
-            repeats,
+    windows = {
+        name: atari100k_learner_window(
+            spr_replay if "agent.spr_weight=2" in overrides else replay, updates, overrides
         )
-    )
+        for name, overrides in ATARI100K_UPDATES.items()
+    }
+    for name in FLOAT32_INTENSITY:
+        windows[f"{name}_float32_intensity"] = atari100k_learner_window(
+            spr_replay if "spr" in name else replay, updates, ATARI100K_UPDATES[name], True
+        )
+    rates.update(interleaved(windows, repeats))
     base = [
         "experiment=atari100k",
         "env=pong",
@@ -440,6 +451,10 @@ def main() -> None:
     results["atari100k_ratios"] = {
         "shift_index_select_vs_fancy_index": small_med["shift_index_select"]
         / small_med["shift_fancy_index"],
+        "update_preset_vs_float32_intensity": small_med["100k_preset"]
+        / small_med["100k_preset_float32_intensity"],
+        "update_der_cnn_spr_vs_float32_intensity": small_med["100k_der_cnn_spr"]
+        / small_med["100k_der_cnn_spr_float32_intensity"],
         "update_preset_vs_no_augmentation": small_med["100k_preset"]
         / small_med["100k_no_augmentation"],
         "update_der_cnn_vs_preset": small_med["100k_der_cnn"] / small_med["100k_preset"],

@@ -297,21 +297,27 @@ def test_without_a_target_network_targets_bootstrap_from_the_online_one(double_q
     assert "target_net" in agent.state_dict()
 
 
-def test_intensity_augmentation_trains_on_scaled_frames(monkeypatch):
-    """With agent.intensity_scale the update sees each stack scaled by its own factor."""
+@pytest.mark.parametrize(
+    "precision, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)], ids=["fp32", "bf16"]
+)
+def test_intensity_augmentation_trains_on_scaled_frames(monkeypatch, precision, dtype):
+    """With agent.intensity_scale the update sees each stack scaled by its own factor, in the
+    dtype its autocast computes in."""
     import dqn.agent
+    from dqn.config import Precision
 
     original, seen = dqn.agent.random_intensity, []
 
-    def recording(frames, scale):
-        out = original(frames, scale)
+    def recording(frames, scale, out_dtype):
+        out = original(frames, scale, out_dtype)
         seen.append((frames, out))
         return out
 
     monkeypatch.setattr(dqn.agent, "random_intensity", recording)
     torch.manual_seed(0)
     cfg = AgentConfig(intensity_scale=0.05)
-    agent = DQNAgent(NatureCNN((4, 84, 84), 3, features_dim=16), 3, cfg, torch.device("cpu"))
+    net = NatureCNN((4, 84, 84), 3, features_dim=16)
+    agent = DQNAgent(net, 3, cfg, torch.device("cpu"), Precision(precision))
     frames = torch.full((8, 4, 84, 84), 200, dtype=torch.uint8)
     batch = ReplaySamples(
         frames,
@@ -326,9 +332,9 @@ def test_intensity_augmentation_trains_on_scaled_frames(monkeypatch):
     agent.update(batch)
     assert len(seen) == 2  # observations and next observations, each on its own
     for raw, out in seen:
-        factors = out[:, 0, 0, 0] / (200 / 255)
-        assert out.dtype == torch.float32 and torch.all((factors >= 0.9) & (factors <= 1.1))
-        assert torch.allclose(out, factors[:, None, None, None] * raw.float() / 255)
+        factors = out[:, 0, 0, 0].float() / (200 / 255)
+        assert out.dtype == dtype and torch.all((factors >= 0.89) & (factors <= 1.11))
+        assert torch.allclose(out.float(), factors[:, None, None, None] * raw.float() / 255)
 
 
 @pytest.mark.parametrize("shrink", [1.0, 0.5, 0.0])

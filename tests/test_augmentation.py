@@ -58,6 +58,19 @@ def test_intensity_scales_each_stack_by_its_own_factor_in_unit_range():
     assert out[1].flatten().tolist() == pytest.approx([0.9, 0.9, 0.0, 0.0])
 
 
+def test_intensity_in_bfloat16_is_the_float32_result_to_bfloat16_precision():
+    """Pixels are exact in bfloat16; the factor / 255 and the product are rounded to 8
+    significant bits: 1 / 255 becomes 0.0039368, so 255 -> 1.0, 51 -> 0.20117, 102 -> 0.40234
+    (within 0.6% of float32's 0.2 and 0.4)."""
+    frames = torch.tensor([[[[0, 255], [51, 102]]], [[[255, 255], [0, 0]]]], dtype=torch.uint8)
+    factors = torch.tensor([1.0, 0.9])
+    out = scale_intensity(frames, factors, torch.bfloat16)
+    assert out.dtype == torch.bfloat16
+    assert out[0].flatten().tolist() == [0.0, 1.0, 0.201171875, 0.40234375]
+    exact = scale_intensity(frames, factors)
+    assert torch.allclose(out.float(), exact, rtol=2**-7, atol=0)
+
+
 def test_random_intensity_factors_stay_within_two_standard_deviations():
     torch.manual_seed(0)
     frames = torch.full((4096, 1, 2, 2), 255, dtype=torch.uint8)
