@@ -351,16 +351,16 @@ def atari100k_section(repeats: int, updates: int, steps: int) -> dict[str, list[
     )
     replay = filled_replay(10_000, n_step=10)
     spr_replay = filled_replay(10_000, n_step=10, future_steps=5)  # SPR's 5 steps ahead
-    windows = {
-        name: atari100k_learner_window(
-            spr_replay if "agent.spr_weight=2" in overrides else replay, updates, overrides
+
+    def window(overrides: list[str], float32_intensity: bool = False) -> Callable[[], float]:
+        spr = "agent.spr_weight=2" in overrides
+        return atari100k_learner_window(
+            spr_replay if spr else replay, updates, overrides, float32_intensity
         )
-        for name, overrides in ATARI100K_UPDATES.items()
-    }
+
+    windows = {name: window(overrides) for name, overrides in ATARI100K_UPDATES.items()}
     for name in FLOAT32_INTENSITY:
-        windows[f"{name}_float32_intensity"] = atari100k_learner_window(
-            spr_replay if "spr" in name else replay, updates, ATARI100K_UPDATES[name], True
-        )
+        windows[f"{name}_float32_intensity"] = window(ATARI100K_UPDATES[name], True)
     rates.update(interleaved(windows, repeats))
     base = [
         "experiment=atari100k",
