@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 import pytest
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from conftest import TRAIN, compose_config, run_train, wait_for_file
 from dqn.atari100k import BASELINES, GAMES, human_normalized, references
@@ -66,6 +68,10 @@ def test_the_suite_is_the_26_games_times_3_seeds():
         params = OmegaConf.load(CONF / "experiment" / "atari100k.yaml").hydra.sweeper.params
     assert params["env.id"].split(",") == list(GAMES)
     preset = [f"{key}={value}" for key, value in params.items()]
+    # the order Hydra's basic sweeper launches them in: all 26 games of seed 1 come first
+    jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(preset), None)[0]
+    assert jobs[:2] == [["seed=1", "env.id=alien"], ["seed=1", "env.id=amidar"]]
+    assert {job[0] for job in jobs[:26]} == {"seed=1"} and jobs[26][0] == "seed=2"
     assert sweep_size(preset) == 78
     assert sweep_size([*preset, "seed=1"]) == 26  # the command line's value replaces the sweep
     assert sweep_size([*preset, "env.id=pong,boxing", "seed=1,2"]) == 4
