@@ -209,6 +209,7 @@ def evaluate_checkpoint(
         run.env,
         protocol,
         source=str(path),
+        seed=run.seed,
         env_steps=record.env_steps,
         training_hours=record.training_hours,
     )
@@ -221,15 +222,18 @@ def eval_figures(
     protocol: EvalProtocol,
     *,
     source: str,
+    seed: int,
     env_steps: int,
     training_hours: float | None,
 ) -> dict:
     """The figures of an evaluation as `scripts/evaluate.py` and a run's `final.eval.json`
-    write them: the scores, the agent's age, and the protocol that produced them."""
+    write them: the scores, the agent's training seed and age, and the protocol that produced
+    them (whose own `seed` seeds the evaluation games)."""
     returns = result.returns
     return {
         "checkpoint": source,
         "env": env.id,
+        "seed": seed,
         "env_steps": env_steps,
         "env_frames": env_steps * (env.frame_skip if env.kind == EnvKind.atari else 1),
         "training_hours": training_hours,

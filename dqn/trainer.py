@@ -532,10 +532,10 @@ class Trainer:
             c.env,
             protocol,
             source=str(self.checkpoint_dir / "last.pt"),
+            seed=c.seed,
             env_steps=self.state.env_steps,
             training_hours=wall_seconds / 3600,
         )
-        figures["seed"] = c.seed
         (self.run_dir / "final.eval.json").write_text(json.dumps(figures, indent=2) + "\n")
 
     def save(self, name: str, wall_seconds: float | None = None, with_replay: bool = True) -> None:

@@ -27,7 +27,7 @@ def run_evaluate(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def checkpoint(tmp_path_factory) -> Path:
     """An untrained Space Invaders agent saved the way training saves it."""
     run_dir = tmp_path_factory.mktemp("run")
-    cfg = load_run_config(compose_config(["hw.num_envs=2", "eval.num_envs=1"]))
+    cfg = load_run_config(compose_config(["hw.num_envs=2", "eval.num_envs=1", "seed=7"]))
     trainer = Trainer(cfg, run_dir)
     trainer.save("last.pt")
     trainer.close()
@@ -43,6 +43,7 @@ def test_evaluate_writes_the_protocol_and_figures_beside_the_checkpoint(checkpoi
     assert figures["min"] <= figures["mean"] <= figures["max"]
     assert figures["protocol"]["epsilon"] == 0.05 and figures["protocol"]["noop_max"] == 30
     assert "first_life_mean" in figures
+    assert figures["seed"] == 7  # the agent's training seed; the protocol's seeds the games
     assert figures["env_steps"] == 0 and figures["env_frames"] == 0
     assert figures["training_hours"] is not None and figures["training_hours"] >= 0
     assert "over 3 games" in result.stdout
