@@ -127,6 +127,9 @@ class AgentConfig:
 
     lr: float = 1e-4
     lr_schedule: LearningRateSchedule = LearningRateSchedule.constant
+    # With lr_schedule=linear: the share of the run at lr before the decay to 0 begins, so a
+    # seed that takes off late still learns at the full rate (0 = decay from the first step).
+    lr_decay_start: float = 0.0
     adam_eps: float = 1e-8
     weight_decay: float = 0.0  # AdamW's decoupled decay per update (times lr); 0 = plain Adam
     gamma: float = 0.99
@@ -224,6 +227,16 @@ class AgentConfig:
             f"({self.v_min}) must be below agent.v_max ({self.v_max}).",
         )
         _check(self.adam_eps > 0, "agent.adam_eps", f"must be > 0, got {self.adam_eps}.")
+        _check(
+            0.0 <= self.lr_decay_start < 1.0,
+            "agent.lr_decay_start",
+            f"must be a share of the run in [0, 1), got {self.lr_decay_start}.",
+        )
+        _check(
+            self.lr_decay_start == 0.0 or self.lr_schedule == LearningRateSchedule.linear,
+            "agent.lr_decay_start",
+            "holds the rate before a decay: set agent.lr_schedule=linear with it.",
+        )
         _check(
             self.weight_decay >= 0,
             "agent.weight_decay",

@@ -17,6 +17,14 @@ def linear_schedule(start: float, end: float, duration_steps: float, step: float
     return start + fraction * (end - start)
 
 
+def decay_after_hold(start: float, hold_fraction: float, progress: float) -> float:
+    """`start` held until `hold_fraction` of the run, then linearly down to 0 at its end.
+
+    `progress` is the share of the run done (`run_progress`); a hold of 0 decays from the start.
+    """
+    return linear_schedule(start, 0.0, 1.0 - hold_fraction, max(0.0, progress - hold_fraction))
+
+
 def run_progress(
     step: int, total_steps: int, origin_step: int = 0, origin_progress: float = 0.0
 ) -> float:

@@ -60,6 +60,7 @@ from dqn.replay import (
 from dqn.resume import check_same_run
 from dqn.returns import (
     annealed_horizon,
+    decay_after_hold,
     exponential_schedule,
     linear_schedule,
     run_progress,
@@ -409,7 +410,7 @@ class Trainer:
             return
         beta = self.priority_beta()
         if self.state.updates < due and a.lr_schedule == LearningRateSchedule.linear:
-            self.agent.set_lr(linear_schedule(a.lr, 0.0, 1.0, self.progress()))
+            self.agent.set_lr(decay_after_hold(a.lr, a.lr_decay_start, self.progress()))
         while self.state.updates < due:
             if a.anneal_updates:  # the horizon restarts with each reset, as BBF's
                 cycle = (
@@ -450,7 +451,11 @@ class Trainer:
 
     def log_scalars(self, logger: RunLogger, epsilon: float, sps: float, verbose: bool) -> None:
         """Write the periodic scalars (one host sync per log interval, not per update)."""
-        scalars = {"charts/epsilon": epsilon, "charts/SPS": sps}
+        scalars = {
+            "charts/epsilon": epsilon,
+            "charts/learning_rate": self.agent.optimizer.param_groups[0]["lr"],
+            "charts/SPS": sps,
+        }
         if self.state.metric_count:
             for key, total in self.state.metric_sums.items():
                 scalars[f"losses/{key}"] = float(total) / self.state.metric_count

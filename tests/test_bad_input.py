@@ -20,6 +20,8 @@ CASES = [
     ("agent.gamma=1.5", "agent.gamma must be in (0, 1]"),
     ("agent.batch_size=0", "agent.batch_size must be >= 1"),
     ("agent.exploration_fraction=0", "agent.exploration_fraction"),
+    ("agent.lr_schedule=linear agent.lr_decay_start=1", "agent.lr_decay_start must be a share"),
+    ("agent.lr_decay_start=0.5", "set agent.lr_schedule=linear with it"),
     ("agent=rainbow agent.munchausen=true", "agent.munchausen needs scalar Q-values"),
     ("agent=double_dqn agent.munchausen=true", "set agent.double_q=false"),
     ("agent.munchausen=true agent.n_step=3", "set agent.n_step=1"),

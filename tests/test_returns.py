@@ -7,6 +7,7 @@ import torch
 from dqn.returns import (
     annealed_horizon,
     categorical_projection,
+    decay_after_hold,
     exponential_schedule,
     importance_weights,
     linear_schedule,
@@ -49,6 +50,17 @@ def test_schedules_on_run_progress_hand_values():
     assert linear_schedule(1e-4, 0.0, 1.0, run_progress(1000, 1600, 400, 0.4)) == pytest.approx(
         3e-5
     )
+
+
+def test_decay_after_hold_hand_values():
+    # Held at 1e-4 for the first 60% of the run, then linearly to 0 over the last 40%.
+    assert decay_after_hold(1e-4, 0.6, 0.0) == 1e-4
+    assert decay_after_hold(1e-4, 0.6, 0.6) == 1e-4
+    assert decay_after_hold(1e-4, 0.6, 0.7) == pytest.approx(7.5e-5)
+    assert decay_after_hold(1e-4, 0.6, 0.9) == pytest.approx(2.5e-5)
+    assert decay_after_hold(1e-4, 0.6, 1.0) == pytest.approx(0.0)
+    # No hold: the plain linear decay over the whole run.
+    assert decay_after_hold(1e-4, 0.0, 0.25) == pytest.approx(7.5e-5)
 
 
 def test_exponential_schedule_is_floored():

@@ -164,6 +164,26 @@ def test_resets_come_every_reset_interval_updates(tmp_path):
     assert trainer.state.updates == 99 and at == [(30, 0.8), (60, 0.8), (90, 0.8)]
 
 
+def test_the_learning_rate_is_held_then_decayed_to_zero(tmp_path):
+    """agent.lr_decay_start=0.5 on a 600-step run: Adam's rate stays at agent.lr (1e-3) to
+    step 300, then falls linearly to 0 at step 600, as charts/learning_rate shows."""
+    run_dir = tmp_path / "run"
+    trainer = cartpole_updates_trainer(
+        run_dir, "agent.lr_decay_start=0.5", "log_interval_steps=50", "hw.precision=fp32"
+    )
+    trainer.train()
+    trainer.close()
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    lr = {e.step: e.value for e in events.Scalars("charts/learning_rate")}
+    assert {step: lr[step] for step in (100, 200, 250, 300)} == pytest.approx(
+        {100: 1e-3, 200: 1e-3, 250: 1e-3, 300: 1e-3}
+    )
+    # Set at the update of step 448, 1e-3 * (1 - (448/600 - 0.5) / 0.5) = 5.067e-4.
+    assert lr[450] == pytest.approx(1e-3 * (1 - (448 / 600 - 0.5) / 0.5), rel=1e-5)
+    assert lr[550] < lr[500] < lr[450] and lr[550] == pytest.approx(1.7e-4, abs=2e-5)
+
+
 def test_the_annealed_horizon_restarts_with_each_reset(tmp_path):
     """agent.anneal_updates=10 with resets every 30 updates: the horizon (10, 0.97) -> (3,
     0.997) is set before every update from the updates since the latest reset, so updates 0,
