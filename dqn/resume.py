@@ -77,8 +77,14 @@ def config_for_resume(resume: str, overridden: dict[str, Any]) -> RunConfig:
 
 def check_same_run(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
     """ConfigError naming the first key, other than those a resumed run may change, whose
-    value differs between a checkpoint's config and this run's."""
-    old, new = flatten(saved), flatten(current)
+    value differs between a checkpoint's config and this run's.
+
+    The saved config is read through this version's schema first, so a key added since the
+    checkpoint was written counts at its default: defaults keep the behaviour that came before
+    them, and a run from an earlier version resumes unless a key it never had is set.
+    """
+    old = flatten(config_dict(run_config_from_dict(saved, str(path))))
+    new = flatten(current)
     for key in sorted(set(old) | set(new)):
         if changeable_on_resume(key):
             continue

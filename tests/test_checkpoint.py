@@ -20,9 +20,9 @@ from dqn.checkpoint import (
     save_checkpoint,
     save_policy,
 )
-from dqn.config import ConfigError
+from dqn.config import ConfigError, config_dict, load_run_config
 from dqn.envs import Episode
-from dqn.resume import changeable_on_resume, typed_values
+from dqn.resume import changeable_on_resume, check_same_run, typed_values
 
 
 def a_checkpoint() -> TrainingCheckpoint:
@@ -155,6 +155,23 @@ def test_typed_values_are_the_composed_values_of_the_keys_typed():
     assert values["total_steps"] == 5000 and "resume" not in values
     assert values["hw"]["device"] == "cpu"  # a group: its whole composed node
     assert values["experiment"] is None  # no value of its own: the resume refuses it by name
+
+
+def test_a_key_added_since_the_checkpoint_counts_at_its_default():
+    """A run saved before agent.lr_decay_start existed resumes under a schema that has it while
+    the key keeps its default (the behaviour the run was written with), and is refused by the
+    key's name when this run sets it."""
+    current = config_dict(load_run_config(compose_config([])))
+    assert current["agent"]["lr_decay_start"] == 0.0
+    saved = {**current, "agent": dict(current["agent"])}
+    del saved["agent"]["lr_decay_start"]
+    check_same_run(saved, current, Path("old/last.pt"))  # no error
+    held = config_dict(
+        load_run_config(compose_config(["agent.lr_schedule=linear", "agent.lr_decay_start=0.6"]))
+    )
+    saved["agent"]["lr_schedule"] = "linear"
+    with pytest.raises(ConfigError, match=r"with agent\.lr_decay_start=0\.0 but this run has"):
+        check_same_run(saved, held, Path("old/last.pt"))
 
 
 def dqn_imports(path: Path) -> set[str]:
