@@ -235,7 +235,8 @@ class AgentConfig:
         _check(
             self.lr_decay_start == 0.0 or self.lr_schedule == LearningRateSchedule.linear,
             "agent.lr_decay_start",
-            "holds the rate before a decay: set agent.lr_schedule=linear with it.",
+            "holds the rate before a linear decay: set agent.lr_schedule=linear, or "
+            "agent.lr_decay_start=0 for a constant rate.",
         )
         _check(
             self.weight_decay >= 0,

@@ -83,6 +83,10 @@ def check_same_run(saved: dict[str, Any], current: dict[str, Any], path: Path) -
     checkpoint was written counts at its default: defaults keep the behaviour that came before
     them, and a run from an earlier version resumes unless a key it never had is set.
     """
+    # The keys a resume may change are this run's, so that only the run's own keys are read
+    # (and validated) as saved.
+    changeable = {key.rstrip(".") for key in CHANGEABLE_ON_RESUME}
+    saved = {**saved, **{key: value for key, value in current.items() if key in changeable}}
     old = flatten(config_dict(run_config_from_dict(saved, str(path))))
     new = flatten(current)
     for key in sorted(set(old) | set(new)):
