@@ -409,7 +409,7 @@ class Trainer:
             self.redraw_idle_noise()
             return
         beta = self.priority_beta()
-        if self.state.updates < due and a.lr_schedule == LearningRateSchedule.linear:
+        if a.lr_schedule == LearningRateSchedule.linear:
             self.agent.set_lr(decay_after_hold(a.lr, a.lr_decay_start, self.progress()))
         while self.state.updates < due:
             if a.anneal_updates:  # the horizon restarts with each reset, as BBF's
