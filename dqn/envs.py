@@ -3,7 +3,7 @@
 Both kinds come out as a gymnasium `VectorEnv` with NEXT_STEP autoreset: the step after a game
 ends returns the reset observation, reward 0, and ignores its action. That step is not a
 transition; `EpisodeTracker` says which steps are, and turns life losses into the training-only
-terminal signal without ever restarting a game early (the original agent's defect #1).
+terminal signal without ever restarting a game early.
 """
 
 from __future__ import annotations
