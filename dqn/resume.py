@@ -103,21 +103,26 @@ def check_same_run(saved: dict[str, Any], current: dict[str, Any], path: Path) -
 def finished_run(run_dir: Path, run: RunConfig) -> dict[str, Any] | None:
     """The `summary.json` of the run in `run_dir` when it already ran to `run.total_steps`
     with this config and ended on its own (so a restarted suite skips it); None when there is
-    no such run. ConfigError when the directory holds another run."""
+    no such run. ConfigError when the directory holds another run.
+
+    The config is the one the summary saved, so a finished run is known without its
+    checkpoints; a summary written before it saved one is checked against the last checkpoint.
+    """
     summary_path = run_dir / "summary.json"
-    found = load_latest(run_dir / "checkpoints") if summary_path.exists() else None
-    if found is None:
+    if not summary_path.exists():
         return None
-    checkpoint, path = found
     try:
         summary = json.loads(summary_path.read_text())
     except json.JSONDecodeError:  # cut while being written: the run resumes and rewrites it
         return None
-    if (
-        summary.get("interrupted", True)
-        or summary.get("env_steps") != checkpoint.env_steps
-        or checkpoint.env_steps < run.total_steps
-    ):
+    if summary.get("interrupted", True) or summary.get("env_steps", 0) < run.total_steps:
         return None
+    if "config" in summary:
+        check_same_run(summary["config"], config_dict(run), summary_path)
+        return summary
+    found = load_latest(run_dir / "checkpoints")
+    if found is None or found[0].env_steps != summary["env_steps"]:
+        return None
+    checkpoint, path = found
     check_same_run(checkpoint.config, config_dict(run), path)
     return summary

@@ -3,8 +3,8 @@
 A suite (`python scripts/train.py -m experiment=atari100k`) is the sweep its preset names (games
 x seeds) in a fixed sweep directory, one subdirectory per game and seed. Started again after a
 kill, the same command finds every run where it was: a finished run is skipped (its
-`summary.json`, and its checkpoint's config equal to the command's), a cut one resumes from
-its checkpoint (`scripts/train.py`). `SuiteProgress`, a Hydra callback, counts the runs when
+`summary.json`, whose saved config must equal the command's), a cut one resumes from its
+checkpoint (`scripts/train.py`). `SuiteProgress`, a Hydra callback, counts the runs when
 the sweep starts and logs, as each run starts and ends, how many of them have finished.
 """
 

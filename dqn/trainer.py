@@ -678,6 +678,9 @@ class Trainer:
             "interrupted": stopped_by is not None,
             "stopped_by": stopped_by,
             "resumes": self.state.resumes,
+            # The run's whole config, so that a restarted suite knows this finished run by its
+            # summary alone, after its checkpoints were deleted or never copied.
+            "config": config_dict(self.cfg),
         }
 
     def close(self) -> None:

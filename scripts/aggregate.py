@@ -10,9 +10,10 @@ evaluation protocol. `--out F.json` also writes the table.
 `--benchmark atari100k` scores the groups across games instead: every score human-normalized,
 then IQM, median, mean and optimality gap over the games every group has run (each game cut to
 the group's fewest runs of it, so that every game weighs the same; what is left out is printed)
-with 95% stratified-bootstrap intervals, a per-game table beside the published scores of DER, DrQ(eps), SPR and BBF
-(`dqn/data/atari100k.json` names each source), and with `--plots DIR` rliable's aggregate and
-performance-profile plots as PNG. Needs the `analysis` extra: `pip install -e ".[analysis]"`.
+with 95% stratified-bootstrap intervals, a per-game table beside the published scores of DER,
+DrQ(eps), SPR and BBF (`dqn/data/atari100k.json` names each source), and with `--plots DIR`
+rliable's aggregate and performance-profile plots as PNG. Needs the `analysis` extra:
+`pip install -e ".[analysis]"`.
 """
 
 from __future__ import annotations

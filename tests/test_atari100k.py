@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -123,6 +124,7 @@ def test_a_killed_suite_started_again_skips_finished_runs_and_resumes_the_cut_on
     assert finished_runs(sweep) == [pong]
     pong_summary = (pong / "summary.json").read_text()
     assert not (pong / "checkpoints" / "replay.npz").exists()  # a finished run drops it
+    shutil.rmtree(pong / "checkpoints")  # known as finished by its summary alone
 
     result = run_train(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -3,6 +3,7 @@
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -395,3 +396,31 @@ def test_a_torn_summary_leaves_the_run_to_resume_instead_of_skipping_it(tmp_path
     assert finished is not None and finished["env_steps"] >= 600  # 2 envs step together
     (run_dir / "summary.json").write_text(summary[: len(summary) // 2])
     assert finished_run(run_dir, trainer.cfg) is None
+
+
+def test_a_finished_run_is_known_by_its_summary_without_its_checkpoints(tmp_path):
+    """A suite whose finished runs lost their checkpoints (deleted to save disk, or records
+    copied to another machine) still skips them, by the config their summary saved; a command
+    with another config is refused, not skipped."""
+    from conftest import compose_config
+    from dqn.config import ConfigError, load_run_config
+    from dqn.resume import finished_run
+
+    run_dir = tmp_path / "run"
+    trainer = short_trainer(run_dir, "total_steps=600")
+    trainer.train()
+    trainer.close()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    # A summary that saved no config is checked against the last checkpoint's.
+    without = {key: value for key, value in summary.items() if key != "config"}
+    (run_dir / "summary.json").write_text(json.dumps(without))
+    assert finished_run(run_dir, trainer.cfg) == without
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    shutil.rmtree(run_dir / "checkpoints")
+    assert finished_run(run_dir, trainer.cfg) == summary
+    assert summary["config"]["total_steps"] == 600
+    longer = load_run_config(compose_config([*SHORT, "total_steps=5000"]))
+    assert finished_run(run_dir, longer) is None  # more steps asked: not finished
+    other = load_run_config(compose_config([*SHORT, "total_steps=600", "agent.lr=0.5"]))
+    with pytest.raises(ConfigError, match=r"summary.json was written with agent.lr="):
+        finished_run(run_dir, other)
