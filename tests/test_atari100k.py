@@ -89,6 +89,39 @@ def test_finished_runs_are_those_that_ended_on_their_own(tmp_path):
     assert finished_runs(tmp_path) == [tmp_path / "a"]
 
 
+def test_a_sweep_counts_only_its_own_finished_runs(tmp_path):
+    # Two commands share one sweep directory: each counts the runs it launches, told by the
+    # values at its keys in the run's saved config (groups and hydra keys are not values).
+    for game, seed, lr in (
+        ("pong", 1, 1e-4),
+        ("boxing", 1, 1e-4),
+        ("pong", 2, 1e-4),
+        ("kangaroo", 1, 1e-3),
+    ):
+        run = tmp_path / f"{game}_seed{seed}"
+        (run / ".hydra").mkdir(parents=True)
+        config = {"env": {"id": game}, "seed": seed, "agent": {"lr": lr}}
+        (run / ".hydra" / "config.yaml").write_text(json.dumps(config))  # YAML reads JSON
+        (run / "summary.json").write_text(json.dumps({"interrupted": False}))
+    (tmp_path / "old").mkdir()  # no saved config: counted, as before the sweep was known
+    (tmp_path / "old" / "summary.json").write_text(json.dumps({"interrupted": False}))
+    overrides = [
+        "experiment=atari100k",
+        "hydra/launcher=joblib",
+        "seed=1,2,3",
+        "env.id=pong,kangaroo",
+    ]
+    mine = finished_runs(tmp_path, [*overrides, "seed=1", "agent.lr=0.0001"])
+    assert mine == [tmp_path / "old", tmp_path / "pong_seed1"]
+    assert finished_runs(tmp_path, overrides) == [
+        tmp_path / "kangaroo_seed1",
+        tmp_path / "old",
+        tmp_path / "pong_seed1",
+        tmp_path / "pong_seed2",
+    ]
+    assert len(finished_runs(tmp_path)) == 5
+
+
 # Two games of a few hundred steps, checkpointed every 300.
 TINY_SUITE = [
     "-m",
